@@ -1,0 +1,51 @@
+# Two commands: `make reproduce` (whole pipeline, embedded default) and `make test` (test suite).
+# Both create the virtual environment in .venv when missing and install everything pinned.
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+CORES ?= all
+CONFIG ?=
+SNAKEMAKE_ARGS ?=
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: reproduce test install system-deps test-system-deps figures report lint dry-run benchmark clean-results
+
+reproduce: install system-deps
+	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG)) $(SNAKEMAKE_ARGS)
+
+test: install test-system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-assets-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-assets-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Debian packages the default run needs (Fashion-MNIST); prints a clear message where apt is unavailable.
+system-deps:
+	bash workflow/scripts/install_system_deps.sh run
+
+# ... plus what the tests need: local SLURM daemons and headless Chromium.
+test-system-deps:
+	bash workflow/scripts/install_system_deps.sh test
+
+figures: install
+	snakemake --cores $(CORES) figures $(if $(CONFIG),--configfile $(CONFIG))
+
+report: install
+	snakemake --cores $(CORES) --report results/report.html $(if $(CONFIG),--configfile $(CONFIG))
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	snakemake --lint
+
+dry-run: install
+	snakemake -n $(if $(CONFIG),--configfile $(CONFIG))
+
+benchmark: install
+	$(PY) benchmarks/bench_dag.py

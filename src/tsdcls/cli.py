@@ -1,0 +1,106 @@
+"""Thin command line that Snakemake rules call: one verb = one stage function.
+
+    python -m tsdcls.cli VERB --config JSON [--seed N] [--threads N] [--device D]
+                              [--input name=path ...] [--output name=path ...] [--param k=json ...]
+
+Stage modules are imported lazily so that `--help` and the theory stage never pay for torch
+model libraries they do not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tsdcls.common.config import ConfigError, parse_stage_config
+from tsdcls.common.job import Job
+from tsdcls.common.offline import enforce_offline
+from tsdcls.common.seeding import seed_everything
+
+# verb -> (stage, "module:function"). Each stage registers its verbs here, one line each.
+VERBS: dict[str, tuple[str, str]] = {
+    # theory
+    "theory-synthetic": ("theory", "tsdcls.theory.checks:run_synthetic_checks"),
+    "theory-real-attention": ("theory", "tsdcls.theory.real_attention:run_real_attention"),
+    "theory-summary": ("theory", "tsdcls.theory.checks:run_summary"),
+    # tempscale
+    # dcls
+    # figures
+}
+
+
+def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"{flag} expects name=value, got {item!r}")
+        result[name] = value
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsdcls", description=__doc__.splitlines()[0])
+    parser.add_argument("verb", choices=sorted(VERBS), help="stage function to run")
+    parser.add_argument("--config", default="{}", help="the stage's config section as JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--input", action="append", metavar="NAME=PATH")
+    parser.add_argument("--output", action="append", metavar="NAME=PATH")
+    parser.add_argument("--param", action="append", metavar="KEY=JSON")
+    parser.add_argument("--allow-network", action="store_true", help="paper scale: hub access")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    enforce_offline(allow_network=args.allow_network)
+    stage, target = VERBS[args.verb]
+    try:
+        job = Job(
+            stage=stage,
+            config=parse_stage_config(args.config),
+            seed=args.seed,
+            threads=args.threads,
+            device=_resolve_device(args.device),
+            inputs={k: Path(v) for k, v in _pairs(args.input, "--input").items()},
+            outputs={k: Path(v) for k, v in _pairs(args.output, "--output").items()},
+            params={k: json.loads(v) for k, v in _pairs(args.param, "--param").items()},
+        )
+        _set_threads(job.threads)
+        seed_everything(job.seed)
+        module_name, func_name = target.split(":")
+        func = getattr(importlib.import_module(module_name), func_name)
+        start = time.perf_counter()
+        func(job)
+        logging.getLogger("tsdcls").info("%s done in %.1f s", args.verb, time.perf_counter() - start)
+    except ConfigError as err:
+        print(f"tsdcls {args.verb}: config error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

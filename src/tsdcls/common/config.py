@@ -1,0 +1,41 @@
+"""Stage configuration as it reaches a job: a JSON section of the validated Snakemake config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value is missing or wrong; the message names the key."""
+
+
+def canonical_json(section: Mapping[str, Any]) -> str:
+    return json.dumps(section, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(section: Mapping[str, Any]) -> str:
+    """Short, stable hash of a config section: equal hashes mean equal settings."""
+    return hashlib.sha256(canonical_json(section).encode()).hexdigest()[:16]
+
+
+def parse_stage_config(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--config is not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise ConfigError("--config must be a JSON object (a config section)")
+    return value
+
+
+def require(section: Mapping[str, Any], dotted_key: str) -> Any:
+    """Look up ``a.b.c`` in a section; a missing key is a ConfigError naming the full key."""
+    node: Any = section
+    for part in dotted_key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError(f"config key '{dotted_key}' is missing")
+        node = node[part]
+    return node

@@ -1,0 +1,1 @@
+"""Figures and tables, drawn from files under results/ only (never from models)."""

@@ -1,0 +1,3 @@
+# DCLS stage: learnable-spacing convolutions, training, evaluation and the ablation grid.
+
+TARGETS["dcls"] = []

@@ -1,0 +1,67 @@
+# Theory stage: checks of the low-pass attenuation bound (TempScale paper, docs/theory.md).
+
+
+rule theory_synthetic:
+    """Bound (a), closed-form bound (b) and the sigma_a(n, tau) scaling law (c) on synthetic logits."""
+    output:
+        gains="results/theory/synthetic_gain.csv",
+        bounds="results/theory/bound_check.csv",
+        checks="results/theory/synthetic_checks.json",
+    params:
+        io=job_io,
+    log:
+        log_path("theory_synthetic"),
+    benchmark:
+        bench_path("theory_synthetic")
+    threads: 2
+    resources:
+        **rule_resources("theory_synthetic"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("theory-synthetic", "theory")
+
+
+rule theory_real_attention:
+    """Check (d): sigma_a per layer of the offline MiniLM on real Wikipedia text of growing length."""
+    output:
+        gains="results/theory/real_attention_gain.csv",
+        checks="results/theory/real_attention_checks.json",
+    params:
+        io=job_io,
+    log:
+        log_path("theory_real_attention"),
+    benchmark:
+        bench_path("theory_real_attention")
+    threads: 2
+    resources:
+        **rule_resources("theory_real_attention"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("theory-real-attention", "theory")
+
+
+rule theory_checks:
+    """Merge every check; the job fails (and writes nothing) if any check is violated."""
+    input:
+        synthetic=rules.theory_synthetic.output.checks,
+        real=rules.theory_real_attention.output.checks,
+    output:
+        checks="results/theory/checks.json",
+    params:
+        io=job_io,
+    log:
+        log_path("theory_checks"),
+    benchmark:
+        bench_path("theory_checks")
+    threads: 1
+    resources:
+        **rule_resources("theory_checks"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("theory-summary", "theory")
+
+
+TARGETS["theory"] = [rules.theory_checks.output.checks]
