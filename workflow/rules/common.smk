@@ -44,8 +44,9 @@ def tsdcls(verb: str, stage: str, seed=None) -> str:
     """Shell command for one CLI verb: named inputs/outputs come from params.io (see job_io)."""
     seed_arg = config["seed"] if seed is None else seed
     network = " --allow-network" if config["allow_network"] else ""
+    config_arg = shlex.quote(stage_json(stage)).replace("{", "{{").replace("}", "}}")
     return (
-        f"python -m tsdcls.cli {verb} --config {shlex.quote(stage_json(stage))}"
+        f"python -m tsdcls.cli {verb} --config {config_arg}"
         f" --seed {seed_arg} --threads {{threads}} --device {config['device']}{network}"
         " {params.io} > {log} 2>&1"
     )

