@@ -41,8 +41,18 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def run_snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*snakemake_cmd(), "--cores", "2", "--configfile", SMOKE_PRESET, *args]
+def run_snakemake(
+    workdir: Path,
+    *args: str,
+    configfiles: tuple[str, ...] = (SMOKE_PRESET,),
+    timeout: int = 900,
+    check: bool = True,
+    wrapper: list[str] | tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
+    """Real snakemake in ``workdir``; ``configfiles`` overlay config.yaml in order (one flag)."""
+    cmd = [*wrapper, *snakemake_cmd(), "--cores", "2", *args]
+    if configfiles:
+        cmd += ["--configfile", *configfiles]
     proc = subprocess.run(cmd, cwd=workdir, env=workflow_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
@@ -54,9 +64,27 @@ def repo() -> Path:
     return REPO
 
 
+NETWORK_TRACE = "network-trace.log"
+
+
+def _network_guard(workdir: Path) -> list[str]:
+    """Wrap the smoke run so it cannot reach, and we can see any try to reach, the network.
+
+    `unshare --net` gives the run a network namespace with no interface up; `strace` logs
+    every connect() of every process (read by tests/test_offline.py). Either is skipped
+    where the machine lacks it (the offline test then skips with the reason).
+    """
+    prefix: list[str] = []
+    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
+        prefix += ["unshare", "--net"]
+    if shutil.which("strace"):
+        prefix += ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect", "-o", str(workdir / NETWORK_TRACE)]
+    return prefix
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the smoke DAG once with the real snakemake; tests read (never modify) its results."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    run_snakemake(workdir, timeout=1200)
+    run_snakemake(workdir, timeout=1500, wrapper=_network_guard(workdir))
     return workdir
