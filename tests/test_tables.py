@@ -1,0 +1,116 @@
+"""Markdown/LaTeX table rendering and the published-numbers data file (no snakemake run)."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tsdcls.common.config import ConfigError
+from tsdcls.common.io import read_provenance
+from tsdcls.figures import paper_compare
+from tsdcls.figures.tables import format_cell, latex_escape, to_latex, to_markdown, write_tables
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {"model": ["ConvNeXt-T", "a|b"], "top1": [82.1, float("nan")], "params": [28, 50]}
+    )
+
+
+def test_markdown_table_shape_alignment_and_escaping() -> None:
+    text = to_markdown(_frame(), caption="Top-1")
+    lines = text.splitlines()
+    assert lines[0] == "**Top-1**"
+    table = [line for line in lines if line.startswith("|")]
+    assert len(table) == 4  # header, rule, two rows
+    # every row has the same number of (unescaped) cells
+    counts = {len(re.split(r"(?<!\\)\|", line)) for line in table}
+    assert counts == {5}
+    rule = table[1]
+    cells = [c.strip() for c in rule.strip("|").split("|")]
+    assert cells[0].startswith("-") and not cells[0].endswith(":")  # text left
+    assert cells[1].endswith(":") and cells[2].endswith(":")  # numbers right
+    assert "a\\|b" in text
+    assert "82.10" in text and "–" in table[3]  # NaN -> dash
+
+
+def test_latex_table_escapes_specials_and_is_balanced() -> None:
+    frame = pd.DataFrame({"task_name": ["50% & up", "x_1 ± 0.2 → τ"], "score": [1.0, 2.5]})
+    tex = to_latex(frame, caption="A caption_with_underscore", label="tab:demo")
+    assert r"50\% \& up" in tex
+    assert r"x\_1 $\pm$ 0.2 $\rightarrow$ $\tau$" in tex
+    assert r"\begin{tabular}{lr}" in tex and tex.count(r"\\") >= 3
+    assert tex.count("{") == tex.count("}")
+    assert r"\label{tab:demo}" in tex
+    with pytest.raises(ValueError, match="label"):
+        to_latex(frame, label="bad label{")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_table_compiles(tmp_path: Path) -> None:
+    body = to_latex(_frame(), caption="Demo", notes=["n = 2 seeds"])
+    doc = "\\documentclass{article}\\usepackage{booktabs}\\usepackage[T1]{fontenc}\\begin{document}\n"
+    (tmp_path / "t.tex").write_text(doc + body + "\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-halt-on-error", "t.tex"], cwd=tmp_path, capture_output=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_format_cell_values() -> None:
+    assert format_cell(None) == "–"
+    assert format_cell(math.nan) == "–"
+    assert format_cell(3) == "3"
+    assert format_cell(0.12345, "{:.3f}") == "0.123"
+    assert format_cell(True) == "yes"
+    assert latex_escape("a_b") == r"a\_b"
+
+
+def test_write_tables_is_atomic_pair_with_provenance(tmp_path: Path) -> None:
+    md, tex = write_tables(_frame(), tmp_path / "tables" / "demo", {"scale": "smoke", "seed": 3})
+    assert md.name == "demo.md" and tex.name == "demo.tex"
+    assert read_provenance(md)["scale"] == "smoke"
+    assert read_provenance(tex)["seed"] == 3
+    assert not list((tmp_path / "tables").glob(".*tmp"))
+
+
+def test_published_numbers_file_is_valid_and_carries_sources() -> None:
+    data = paper_compare.load_published(REPO / "data" / "published_numbers.yaml")
+    models = {row["model"]: row for row in data["dcls_convnext"]}
+    assert (models["ConvNeXt-T"]["top1_dense"], models["ConvNeXt-T"]["top1_dcls"]) == (82.1, 82.5)
+    assert (models["ConvNeXt-B"]["flops_g_dense"], models["ConvNeXt-B"]["flops_g_dcls"]) == (15.4, 16.5)
+    gains = {(g["benchmark"], g["source"]): g["gain_pct"] for g in data["tempscale_average_gain"]}
+    assert gains[("MTEB", "tempscale_arxiv_v1")] == 0.53
+    assert gains[("LongEmbed", "tempscale_acl2025")] == 1.10
+    assert data["longembed_baselines"]["rows"]["E5-Base"][-1] == 41.0
+    for source in data["sources"].values():
+        assert source["arxiv"] and source["table"]
+
+
+def test_published_numbers_errors_name_the_key(tmp_path: Path) -> None:
+    good = yaml.safe_load((REPO / "data" / "published_numbers.yaml").read_text())
+    cases = []
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["dcls_convnext"][0]["top1_dcls"] = "82.5%"
+    cases.append((bad, r"dcls_convnext\[0\]\.top1_dcls"))
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["tempscale_average_gain"][1]["source"] = "nowhere"
+    cases.append((bad, r"tempscale_average_gain\[1\]\.source"))
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["longembed_baselines"]["rows"]["BGE-Base"] = [1.0, 2.0]
+    cases.append((bad, r"longembed_baselines\.rows\.BGE-Base"))
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["surprise"] = 1
+    cases.append((bad, "surprise"))
+    for index, (payload, pattern) in enumerate(cases):
+        path = tmp_path / f"bad{index}.yaml"
+        path.write_text(yaml.safe_dump(payload))
+        with pytest.raises(ConfigError, match=pattern):
+            paper_compare.load_published(path)
