@@ -1,0 +1,640 @@
+"""One plain training loop for CPU and GPU, single process or DDP (started by torchrun).
+
+Read top to bottom: typed config -> distributed setup -> data -> model (timm + DCLS conversion)
+-> optimiser groups -> resume -> loop -> final weights. The loop follows the ConvNeXt-dcls
+recipe: AdamW with warmup + cosine (a pure ``lr_at(step)``), positions (parameters named ``P``)
+at 5x the learning rate and without weight decay, ``clamp_parameters()`` on every DCLS module
+after each optimiser step, and the optional repulsion loss on positions. bf16 autocast and
+channels_last on GPU only where configured; never autocast on CPU.
+
+A checkpoint is written atomically at the end of every epoch (and every
+``checkpoint_every_steps``) into a directory passed as a rule *param*, and the job resumes from
+it automatically, so a killed or preempted job that is retried continues where it stopped and
+ends, on CPU, with bit-identical weights and metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from tsdcls.common.config import ConfigError, config_hash
+from tsdcls.common.io import atomic_path, write_json
+from tsdcls.common.job import Job
+from tsdcls.common.seeding import derive_seed, seed_everything
+from tsdcls.dcls.data import ImageSource, ShardedEpochSampler, build_source
+from tsdcls.dcls.schedule import lr_at
+
+LOG = logging.getLogger("tsdcls.dcls.train")
+VARIANTS = ("dense", "dilated", "dcls_v0", "dcls_gauss", "dcls_frozen")
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = 1
+
+
+# --- typed configuration -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RepulsionConfig:
+    """Repulsion between the taps of one kernel (ConvNeXt-dcls recipe): loss + weight * rep**2."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    start_epoch: int = 20
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training hyper-parameter as a plain typed value (from config key 'dcls.train')."""
+
+    epochs: int = 2
+    batch_size: int = 128  # global batch, split over DDP processes
+    lr: float = 4e-3
+    min_lr: float = 1e-6
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    position_lr_scale: float = 5.0
+    grad_clip: float = 0.0
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    random_erasing: float = 0.0
+    flip: bool = False
+    crop_padding: int = 0
+    ema_decay: float = 0.0
+    amp: bool = True
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = False
+    compile: bool = False
+    num_workers: int = 0
+    checkpoint_every_steps: int = 0
+    repulsion: RepulsionConfig = field(default_factory=RepulsionConfig)
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(f"config key 'dcls.train.{unknown[0]}' is not a training option")
+        values = dict(section)
+        if "betas" in values:
+            values["betas"] = tuple(values["betas"])
+        if "repulsion" in values:
+            values["repulsion"] = RepulsionConfig(**values["repulsion"])
+        cfg = cls(**values)
+        if cfg.epochs < 1:
+            raise ConfigError("config key 'dcls.train.epochs' must be >= 1")
+        if cfg.amp_dtype not in ("bfloat16", "float16"):
+            raise ConfigError("config key 'dcls.train.amp_dtype' must be bfloat16 or float16")
+        return cfg
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the ablation grid: which model, which conv variant, which seed."""
+
+    family: str
+    variant: str
+    kernel_count: int
+    dks: int
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.family}/{self.variant}/k{self.kernel_count}_d{self.dks}/seed{self.seed}"
+
+    @classmethod
+    def from_job(cls, job: Job) -> RunSpec:
+        params = job.params
+        for key in ("family", "variant", "kernel_count", "dks"):
+            if key not in params:
+                raise ConfigError(f"dcls job needs --param {key}=... (the rule passes the grid wildcards)")
+        spec = cls(str(params["family"]), str(params["variant"]), int(params["kernel_count"]),
+                   int(params["dks"]), int(job.seed))
+        if spec.variant not in VARIANTS:
+            raise ConfigError(f"config key 'dcls.grid': unknown variant {spec.variant!r} ({', '.join(VARIANTS)})")
+        families = job.config.get("families", {})
+        if spec.family not in families:
+            raise ConfigError(f"config key 'dcls.families' has no family {spec.family!r} (has {sorted(families)})")
+        return spec
+
+
+# --- distributed setup ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dist:
+    """Where this process sits in a torchrun job (rank 0 of 1 when started as plain python)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed(device: str) -> Dist:
+    """Detect torchrun (RANK/WORLD_SIZE/LOCAL_RANK) and join the group: gloo on CPU, nccl on GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        raise ConfigError("config key 'device' is cuda but no GPU is visible (set device: cpu)")
+    if use_cuda:
+        index = local_rank if world > 1 or ":" not in device else torch.device(device).index
+        torch_device = torch.device("cuda", index)
+        torch.cuda.set_device(torch_device)
+    else:
+        torch_device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local_rank, torch_device)
+
+
+def teardown_distributed(ctx: Dist) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+def build_model(family_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
+    """A timm model from 'dcls.families.<name>' ({arch, kwargs, small_input}), dense convs."""
+    import timm
+
+    arch = family_cfg.get("arch")
+    if not arch:
+        raise ConfigError("config key 'dcls.families.<family>.arch' is missing")
+    kwargs = dict(family_cfg.get("kwargs", {}))
+    for key in ("depths", "dims", "layers", "channels"):
+        if key in kwargs:
+            kwargs[key] = tuple(kwargs[key])
+    try:
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"config key 'dcls.families.*.arch/kwargs': timm cannot build {arch!r}: {err}") from err
+    if family_cfg.get("small_input", False):
+        _adapt_stem_for_small_images(model)
+    return model
+
+
+def _adapt_stem_for_small_images(model: nn.Module) -> None:
+    """CIFAR-style ResNet stem for 32 px inputs: a 3x3 stride-1 conv and no max-pool."""
+    conv1 = getattr(model, "conv1", None)
+    if isinstance(conv1, nn.Conv2d):
+        model.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, 1, 1, bias=conv1.bias is not None)
+    elif isinstance(conv1, nn.Sequential) and isinstance(conv1[0], nn.Conv2d):
+        first = conv1[0]
+        conv1[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, 1, 1, bias=first.bias is not None)
+    else:
+        raise ConfigError("config key 'dcls.families.*.small_input' only applies to ResNet-style models "
+                          "(a conv1 stem)")
+    if hasattr(model, "maxpool"):
+        model.maxpool = nn.Identity()
+
+
+def convert(model: nn.Module, spec: RunSpec, family_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Swap convolutions for the run's variant; returns the conversion report as a dict."""
+    params_before = sum(p.numel() for p in model.parameters())
+    try:
+        from tsdcls.dcls.convert import convert_model
+    except ImportError:
+        if spec.variant != "dense":
+            raise
+        return {"params_before": params_before, "params_after": params_before, "replaced": 0}
+    report = convert_model(
+        model, spec.variant, spec.kernel_count, spec.dks,
+        share_positions_per_stage=bool(family_cfg.get("share_positions_per_stage", False)),
+    )
+    as_dict = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
+    return {k: v for k, v in as_dict.items() if isinstance(v, int | float | str | bool | list | type(None))}
+
+
+def build_run_model(config: Mapping[str, Any], spec: RunSpec, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """Model of one grid cell, initialised from the run seed (identical on every DDP rank)."""
+    family_cfg = config["families"][spec.family]
+    torch.manual_seed(derive_seed(spec.seed, "model-init", spec.run_id))
+    model = build_model(family_cfg, num_classes)
+    report = convert(model, spec, family_cfg)
+    return model, report
+
+
+def is_position(name: str) -> bool:
+    """DCLS tap positions: parameters named ``P`` (per layer) or ``*_P`` (shared per stage)."""
+    last = name.rsplit(".", 1)[-1]
+    return last == "P" or last.endswith("_P") or last in ("positions", "shared_positions")
+
+
+def dcls_modules(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if getattr(m, "is_dcls", False)]
+
+
+def clamp_positions(model: nn.Module) -> None:
+    """Keep every tap inside its dilated kernel (call after each optimiser step)."""
+    with torch.no_grad():
+        for module in dcls_modules(model):
+            module.clamp_parameters()
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: decayed weights, undecayed biases/norms, positions at lr x5 without decay."""
+    decay, no_decay, positions = [], [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if is_position(name):
+            positions.append(param)
+        elif param.ndim <= 1 or name.endswith(".bias") or name.endswith(".gamma"):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0, "group_name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0, "group_name": "no_decay"},
+        {"params": positions, "weight_decay": 0.0, "lr_scale": cfg.position_lr_scale, "group_name": "positions"},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def repulsion_loss(model: nn.Module, reference: torch.Tensor) -> torch.Tensor:
+    """Mean over layers of the pairwise overlap penalty sum(max(0, 1 - |p_i - p_j|)) of taps.
+
+    Positions of one kernel are the last axis of ``P``, the spatial axes its first; taps closer
+    than one pixel repel. As in ConvNeXt-dcls (utils.get_dcls_loss_rep), normalised by the
+    number of pairs and kernels.
+    """
+    total = torch.zeros((), device=reference.device, dtype=torch.float32)
+    layers = 0
+    for name, param in model.named_parameters():
+        if not is_position(name) or param.ndim < 2 or not param.requires_grad:
+            continue
+        dims, count = param.shape[0], param.shape[-1]
+        if count < 2:
+            continue
+        taps = param.reshape(dims, -1, count).permute(1, 2, 0).float()  # (kernels, count, dims)
+        distances = torch.cdist(taps, taps, p=2)
+        overlap = (1.0 - distances).triu(diagonal=1).clamp_min(0.0)
+        total = total + 2.0 * overlap.sum() / (count * (count - 1) * taps.shape[0])
+        layers += 1
+    return total / max(layers, 1)
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+def augment_batch(images: torch.Tensor, cfg: TrainConfig, seed: int) -> torch.Tensor:
+    """Random horizontal flip and padded random crop for in-memory data (own generator)."""
+    if not cfg.flip and cfg.crop_padding <= 0:
+        return images
+    generator = torch.Generator().manual_seed(seed)
+    out = images
+    if cfg.flip:
+        flip = torch.rand(images.shape[0], generator=generator) < 0.5
+        out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
+    if cfg.crop_padding > 0:
+        pad = cfg.crop_padding
+        padded = F.pad(out, (pad, pad, pad, pad), mode="reflect")
+        offsets = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator).tolist()
+        size_h, size_w = images.shape[-2:]
+        out = torch.stack([padded[i, :, dy : dy + size_h, dx : dx + size_w] for i, (dy, dx) in enumerate(offsets)])
+    return out
+
+
+def epoch_batches(source: ImageSource, dataset: Any, sampler: ShardedEpochSampler, cfg: TrainConfig,
+                  seed: int, epoch: int, start_step: int, rank: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """This rank's batches of one epoch from ``start_step`` on, in a resumable, fixed order."""
+    sampler.set_position(epoch, start_step)
+    if source.in_memory:
+        images, labels = dataset.tensors
+        order = list(sampler)
+        size = sampler.per_rank_batch
+        for offset, step in zip(range(0, len(order), size), range(start_step, sampler.steps_per_epoch), strict=False):
+            idx = torch.as_tensor(order[offset : offset + size])
+            batch = augment_batch(images[idx], cfg, derive_seed(seed, "augment", epoch, step, rank))
+            yield batch, labels[idx]
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=sampler.per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
+        drop_last=True, pin_memory=torch.cuda.is_available(), persistent_workers=False,
+    )
+    yield from loader
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def gather_rng_states(ctx: Dist) -> list[dict[str, Any]]:
+    """Every rank's RNG state (ranks draw different dropout/mixup randomness)."""
+    mine = rng_state()
+    if not ctx.enabled:
+        return [mine]
+    states: list[Any] = [None] * ctx.world
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    """torch.save into a temp file beside ``path``, then rename: a kill never leaves half a file."""
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
+
+
+def load_checkpoint(path: Path, expected_hash: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it belongs to this exact run config, else None."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("config_hash") != expected_hash:
+        LOG.warning("ignoring checkpoint %s: written for another config", path)
+        return None
+    return state
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What a run hands on: final weights and the training record for train.json."""
+
+    model: nn.Module
+    ema: nn.Module | None
+    record: dict[str, Any]
+
+
+def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_dir: Path | None,
+              ctx: Dist | None = None, max_steps: int | None = None) -> TrainResult:
+    """Train one grid cell; resumes from ``checkpoint_dir/last.pt`` when it exists.
+
+    ``max_steps`` stops early (tests only). Returns the unwrapped model on every rank.
+    """
+    ctx = ctx or Dist(device=torch.device(device))
+    cfg = TrainConfig.from_config(config.get("train", {}))
+    use_cuda = ctx.device.type == "cuda"
+    run_hash = config_hash({"train": config.get("train", {}), "data": config.get("data", {}),
+                            "family": config["families"][spec.family], "run": dataclasses.asdict(spec),
+                            "world": ctx.world})
+
+    seed_everything(derive_seed(spec.seed, "data"))
+    source = build_source(config.get("data", {}), spec.seed)
+    train_set = source.dataset("train")
+    model, conversion = build_run_model(config, spec, source.num_classes)
+    model.to(ctx.device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    # seeds offset per rank: dropout, drop-path, mixup differ across ranks, data order does not
+    seed_everything(derive_seed(spec.seed, "train", ctx.rank), deterministic=not use_cuda)
+
+    ema = None
+    if cfg.ema_decay > 0:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.ema_decay, device=ctx.device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
+    amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and cfg.amp and amp_dtype == torch.float16)
+
+    sampler = ShardedEpochSampler(len(train_set), cfg.batch_size, derive_seed(spec.seed, "order"),
+                                  ctx.rank, ctx.world)
+    steps_per_epoch = sampler.steps_per_epoch
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
+    mixup = _mixup(cfg, source.num_classes)
+    eraser = _eraser(cfg, ctx.device) if source.in_memory else None
+    criterion = _criterion(cfg, mixup is not None)
+
+    epoch, start_step, global_step, history, elapsed = 0, 0, 0, [], 0.0
+    partial = {"loss_sum": 0.0, "correct": 0, "seen": 0}  # running stats of a half-done epoch
+    ckpt_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
+    state = load_checkpoint(ckpt_path, run_hash) if ckpt_path else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        history, elapsed, partial = state["history"], state["train_seconds"], state["partial"]
+        rngs = state["rng"]
+        set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world else rngs[0])
+        if ctx.is_main:
+            LOG.info("resumed %s from %s at epoch %d step %d", spec.run_id, ckpt_path, epoch, start_step)
+
+    train_model: nn.Module = model
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    if ctx.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[ctx.device.index] if use_cuda else None)
+
+    def checkpoint(next_epoch: int, next_step: int) -> None:
+        rngs = gather_rng_states(ctx)
+        if ctx.is_main and ckpt_path is not None:
+            save_checkpoint(ckpt_path, {
+                "format": CHECKPOINT_FORMAT, "config_hash": run_hash, "run": dataclasses.asdict(spec),
+                "epoch": next_epoch, "step_in_epoch": next_step, "global_step": global_step,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                "rng": rngs, "history": history, "train_seconds": elapsed,
+                "partial": {"loss_sum": loss_sum, "correct": correct, "seen": seen} if next_step else
+                {"loss_sum": 0.0, "correct": 0, "seen": 0},
+            })
+        if ctx.enabled:
+            dist.barrier()
+
+    autocast = (torch.autocast("cuda", dtype=amp_dtype) if use_cuda and cfg.amp else contextlib.nullcontext())
+    step_times: list[float] = []
+    progress = tqdm(total=total_steps, initial=global_step, desc=spec.run_id, unit="step",
+                    disable=not ctx.is_main, mininterval=2.0 if sys.stderr.isatty() else 15.0, file=sys.stderr)
+    stop = False
+    while epoch < cfg.epochs and not stop:
+        train_model.train()
+        loss_sum, correct, seen = partial["loss_sum"], partial["correct"], partial["seen"]
+        partial = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+        for step, (images, targets) in enumerate(
+            epoch_batches(source, train_set, sampler, cfg, spec.seed, epoch, start_step, ctx.rank), start=start_step
+        ):
+            tick = time.perf_counter()
+            images = images.to(ctx.device, non_blocking=True)
+            targets = targets.to(ctx.device, non_blocking=True)
+            if source.normalize is not None:
+                images = source.normalize(images)
+            if eraser is not None:
+                images = eraser(images)
+            hard_targets = targets
+            if mixup is not None:
+                images, targets = mixup(images, targets)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(global_step, cfg.lr, warmup_steps, total_steps, cfg.min_lr) * group["lr_scale"]
+            with autocast:
+                logits = train_model(images)
+                loss = criterion(logits.float(), targets)
+            if cfg.repulsion.enabled and epoch >= cfg.repulsion.start_epoch:
+                loss = loss + cfg.repulsion.weight * repulsion_loss(model, loss) ** 2
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            clamp_positions(model)
+            if ema is not None:
+                ema.update(model, step=global_step)
+            global_step += 1
+            loss_sum += float(loss.detach()) * images.shape[0]
+            correct += int((logits.detach().argmax(-1) == hard_targets).sum())
+            seen += images.shape[0]
+            if use_cuda:
+                torch.cuda.synchronize(ctx.device)
+            duration = time.perf_counter() - tick
+            step_times.append(duration)
+            elapsed += duration
+            progress.update(1)
+            progress.set_postfix(epoch=epoch, loss=f"{loss_sum / max(seen, 1):.3f}", refresh=False)
+            if max_steps is not None and global_step >= max_steps:
+                stop = True
+                break
+            if cfg.checkpoint_every_steps and global_step % cfg.checkpoint_every_steps == 0 \
+                    and step + 1 < steps_per_epoch:
+                checkpoint(epoch, step + 1)
+        history.append({"epoch": epoch, "train_loss": _all_mean(loss_sum, seen, ctx),
+                        "train_top1": _all_mean(float(correct), seen, ctx), "lr": optimizer.param_groups[0]["lr"]})
+        epoch, start_step = epoch + 1, 0
+        if not stop:
+            checkpoint(epoch, 0)
+    progress.close()
+
+    record = {
+        "run": dataclasses.asdict(spec), "conversion": conversion,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "dcls_layers": len(dcls_modules(model)), "epochs": cfg.epochs, "steps": global_step,
+        "steps_per_epoch": steps_per_epoch, "global_batch": cfg.batch_size, "world_size": ctx.world,
+        "train_images": len(train_set), "train_seconds": elapsed,
+        "step_time_ms": 1000.0 * _median(step_times[min(3, len(step_times) - 1):]) if step_times else math.nan,
+        "history": history, "final_train_loss": history[-1]["train_loss"] if history else math.nan,
+        "config_hash": run_hash,
+    }
+    return TrainResult(model=model, ema=ema.module if ema is not None else None, record=record)
+
+
+def _all_mean(total: float, count: int, ctx: Dist) -> float:
+    if ctx.enabled:
+        pair = torch.tensor([total, float(count)], dtype=torch.float64)
+        dist.all_reduce(pair)
+        total, count = float(pair[0]), int(pair[1])
+    return total / max(count, 1)
+
+
+def _median(values: list[float]) -> float:
+    return float(np.median(values)) if values else math.nan
+
+
+def _mixup(cfg: TrainConfig, num_classes: int) -> Any:
+    if cfg.mixup <= 0 and cfg.cutmix <= 0:
+        return None
+    from timm.data import Mixup
+
+    if cfg.batch_size % 2:
+        raise ConfigError("config key 'dcls.train.batch_size' must be even when mixup/cutmix is on")
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                 num_classes=num_classes)
+
+
+def _eraser(cfg: TrainConfig, device: torch.device) -> Any:
+    if cfg.random_erasing <= 0:
+        return None
+    from timm.data.random_erasing import RandomErasing
+
+    return RandomErasing(probability=cfg.random_erasing, mode="pixel", device=str(device))
+
+
+def _criterion(cfg: TrainConfig, soft_targets: bool) -> nn.Module:
+    if soft_targets:
+        from timm.loss import SoftTargetCrossEntropy
+
+        return SoftTargetCrossEntropy()
+    return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+# --- weights files -------------------------------------------------------------------------------
+
+
+def save_weights(path: Path, result: TrainResult, spec: RunSpec, provenance: Mapping[str, Any]) -> None:
+    """Final weights (and EMA weights) with the run identity and provenance, atomically."""
+    payload = {
+        "run": dataclasses.asdict(spec), "model": result.model.state_dict(),
+        "ema": result.ema.state_dict() if result.ema is not None else None,
+        "conversion": result.record["conversion"], "provenance": dict(provenance),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_weights(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+# --- CLI verb ------------------------------------------------------------------------------------
+
+
+def run_train(job: Job) -> None:
+    """Verb `dcls-train`: train one grid cell, write weights.pt and train.json (rank 0 only)."""
+    spec = RunSpec.from_job(job)
+    ckpt = job.params.get("checkpoint_dir")
+    ctx = setup_distributed(job.device)
+    try:
+        torch.set_num_threads(max(1, job.threads // max(ctx.world, 1)) if ctx.device.type == "cpu" else job.threads)
+        result = train_run(job.config, spec, job.device, Path(ckpt) if ckpt else None, ctx)
+        if ctx.is_main:
+            provenance = job.prov(run=spec.run_id, scale=job.config.get("scale"))
+            save_weights(job.output("weights"), result, spec, provenance)
+            write_json(job.output("train"), result.record, provenance)
+    finally:
+        teardown_distributed(ctx)
