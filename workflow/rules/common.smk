@@ -67,8 +67,35 @@ def bench_path(rule_name: str, stem: str = "job") -> str:
     return f"{RESULTS}/benchmarks/{rule_name}/{stem}.tsv"
 
 
+# --- cluster resources (owner: SLURM profile; docs/slurm.md) --------------------------------
 def rule_resources(rule_name: str, kind: str = "cpu") -> dict:
-    """Per-rule resources from config['resources'] (defaults by kind, then per-rule overrides)."""
-    res = dict(config["resources"]["defaults"][kind])
-    res.update(config["resources"]["rules"].get(rule_name, {}))
-    return res
+    """Resources of one rule, named as snakemake-executor-plugin-slurm reads them.
+
+    Defaults by kind (cpu: evaluation/analysis, gpu: training), then config overrides for the
+    rule, then the cluster-wide settings of resources.slurm. Unset (empty) settings are left
+    out, so `--default-resources` can fill them; `--set-resources` overrides any of them.
+    """
+    settings = config["resources"]
+    if kind not in settings["defaults"]:
+        raise ValueError(
+            f"rule {rule_name!r}: resource kind {kind!r} unknown; config key 'resources.defaults' "
+            f"has {sorted(settings['defaults'])}"
+        )
+    res = dict(settings["defaults"][kind])
+    res.update(settings["rules"].get(rule_name, {}))
+    cluster = settings["slurm"]
+    partition = (cluster.get("gpu_partition") if kind == "gpu" else "") or cluster.get("partition")
+    for key, fallback in (("slurm_partition", partition), ("slurm_account", cluster.get("account")),
+                          ("qos", cluster.get("qos"))):
+        res[key] = res.get(key) or fallback
+    gpus = int(res.get("gpus", 0))
+    gpu_type = res.pop("gpu_type", "") or cluster.get("gpu_type", "")
+    if gpus > 0:
+        # the plugin turns `gres` into --gres=... and `gpu`/`gpu_model` into --gpus=[model:]N
+        if cluster.get("gpu_request", "gres") == "gpus":
+            res["gpu"] = gpus
+            if gpu_type:
+                res["gpu_model"] = gpu_type
+        else:
+            res["gres"] = f"gpu:{gpu_type}:{gpus}" if gpu_type else f"gpu:{gpus}"
+    return {key: value for key, value in res.items() if value not in ("", None)}
