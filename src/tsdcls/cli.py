@@ -32,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     # tempscale
     # dcls
     # figures
+    "table-paper-vs-reproduced": ("figures", "tsdcls.figures.paper_compare:run_paper_vs_reproduced"),
 }
 
 

@@ -39,6 +39,55 @@ if enabled("theory"):
 # --- dcls figures -----------------------------------------------------------------------------
 
 # --- tables and report ------------------------------------------------------------------------
+PUBLISHED_NUMBERS = "data/published_numbers.yaml"
+
+
+def paper_compare_inputs(wildcards) -> dict[str, str]:
+    """Published numbers, plus each stage's ablation.csv when the stage is on and a rule makes it
+    (a stage that is off gives "not run" cells instead of a missing-input error)."""
+    inputs = {"published": PUBLISHED_NUMBERS}
+    for stage in ("dcls", "tempscale"):
+        path = f"{RESULTS}/{stage}/ablation.csv"
+        if enabled(stage) and any(rule.is_producer(path) for rule in workflow.rules):
+            inputs[stage] = path
+    return inputs
+
+
+def paper_compare_io(wildcards, input, output) -> str:
+    """job_io plus the DCLS/TempScale config sections, so the table states what this run ran."""
+    runs = {stage: config[stage] for stage in ("dcls", "tempscale")}
+    return job_io(wildcards, input, output) + " --param runs=" + shlex.quote(json.dumps(runs, sort_keys=True))
+
+
+rule table_paper_vs_reproduced:
+    """The papers' published numbers beside this run's, with each run's scale and setup."""
+    input:
+        unpack(paper_compare_inputs),
+    output:
+        markdown="results/tables/paper_vs_reproduced.md",
+        latex="results/tables/paper_vs_reproduced.tex",
+        html=report(
+            "results/tables/paper_vs_reproduced.html",
+            caption="../report/paper_vs_reproduced.rst",
+            category="Tables",
+        ),
+    params:
+        io=paper_compare_io,
+    log:
+        log_path("table_paper_vs_reproduced"),
+    benchmark:
+        bench_path("table_paper_vs_reproduced")
+    threads: 1
+    resources:
+        **rule_resources("table_paper_vs_reproduced"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("table-paper-vs-reproduced", "figures")
+
+
+if enabled("figures"):
+    FIGURE_TARGETS += rules.table_paper_vs_reproduced.output
 
 
 rule figures:

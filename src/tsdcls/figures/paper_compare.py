@@ -20,8 +20,8 @@ import pandas as pd
 import yaml
 
 from tsdcls.common.config import ConfigError
-from tsdcls.common.io import read_csv, write_table
-from tsdcls.figures.tables import to_latex, to_markdown
+from tsdcls.common.io import read_csv, write_table, write_text
+from tsdcls.figures.tables import html_page, latex_escape, to_html, to_latex, to_markdown
 
 NOT_RUN = "not run"
 SIGNIFICANCE_LEVEL = 0.05
@@ -251,7 +251,7 @@ def dcls_section(published: Mapping[str, Any], frame: pd.DataFrame | None, scale
             "Model": item["model"],
             "Variant": "DCLS",
             "Params": f"{item['params_m']:g}M",
-            "FLOPs": f"{item['flops_g_dense']:g}G → {item['flops_g_dcls']:g}G",
+            "FLOPs": f"{item['flops_g_dense']:.1f}G → {item['flops_g_dcls']:.1f}G",
             "Top-1 dense (%)": _fmt(item["top1_dense"]),
             "Top-1 DCLS (%)": _fmt(item["top1_dcls"]),
             "Δ (pp)": _fmt(item["top1_dcls"] - item["top1_dense"], signed=True),
@@ -499,8 +499,6 @@ def _document(sections: Iterable[Section], header: list[str], sources: Mapping[s
                 f"arXiv {source['arxiv']}{source['arxiv_version']}, {source['table']}{checked}. {source['url']}"
             )
         return "\n".join(parts) + "\n"
-    from tsdcls.figures.tables import latex_escape
-
     parts += [f"% {line}" for line in header]
     for section in sections:
         parts.append(render(section.frame, caption=section.title, label=f"tab:paper-vs-{section.key}",
@@ -546,3 +544,21 @@ def run_paper_vs_reproduced(job: Any) -> None:
                 _document(sections, md_header, published["sources"], to_markdown, markdown=True), prov)
     write_table(job.output("latex"),
                 _document(sections, tex_header, published["sources"], to_latex, markdown=False), prov)
+    if "html" in job.outputs:
+        write_text(job.output("html"), html_page("Paper vs reproduced",
+                                                 _html_body(sections, tex_header, published["sources"]), prov))
+
+
+def _html_body(sections: Iterable[Section], header: list[str], sources: Mapping[str, Any]) -> str:
+    from html import escape
+
+    parts = ["<h1>Paper vs reproduced</h1>", *(f"<p>{escape(line)}</p>" for line in header)]
+    for section in sections:
+        parts.append(to_html(section.frame, caption=section.title, notes=section.notes))
+    parts.append("<h2>Sources</h2><ul>")
+    for name, source in sources.items():
+        parts.append(f"<li><code>{escape(name)}</code>: {escape(source['authors'])}, "
+                     f"<i>{escape(source['title'])}</i>, {escape(source['venue'])}, arXiv "
+                     f"{escape(source['arxiv'] + source['arxiv_version'])}, {escape(source['table'])}.</li>")
+    parts.append("</ul>")
+    return "\n".join(parts) + "\n"

@@ -195,3 +195,45 @@ def write_tables(
     md = write_table(stem.with_suffix(".md"), to_markdown(frame, **options), provenance)
     tex = write_table(stem.with_suffix(".tex"), to_latex(frame, label=label, **options), provenance)
     return md, tex
+
+
+def to_html(frame: Any, *, caption: str | None = None, float_format: str = "{:.2f}",
+            notes: Sequence[str] = ()) -> str:
+    """A plain HTML ``<table>`` (for the Snakemake report, which shows HTML but not Markdown)."""
+    from html import escape
+
+    headers, rows = _cells(frame, float_format)
+    aligns = _alignments(frame, None)
+    parts = ["<table>"]
+    if caption:
+        parts.append(f"<caption>{escape(caption)}</caption>")
+    parts.append("<thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr></thead>")
+    parts.append("<tbody>")
+    for row in rows:
+        cells = "".join(f'<td style="text-align:{how}">{escape(cell)}</td>'
+                        for cell, how in zip(row, aligns, strict=True))
+        parts.append(f"<tr>{cells}</tr>")
+    parts.append("</tbody></table>")
+    parts += [f"<p class=\"note\">{escape(note)}</p>" for note in notes]
+    return "\n".join(parts) + "\n"
+
+
+HTML_STYLE = (
+    "body{font-family:sans-serif;font-size:13px;margin:1.5em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0 0.3em}"
+    "th,td{border-bottom:1px solid #ccc;padding:3px 8px;vertical-align:top}"
+    "th{background:#f2f2f2;text-align:left}caption{font-weight:bold;text-align:left;padding:4px 0}"
+    ".note{color:#555;font-size:12px;margin:0.2em 0 1.2em}"
+)
+
+
+def html_page(title: str, body: str, provenance: Mapping[str, Any]) -> str:
+    """A self-contained HTML page; provenance in a leading comment that read_provenance finds."""
+    import json
+    from html import escape
+
+    blob = json.dumps(dict(provenance), default=str)
+    return (
+        f"<!DOCTYPE html>\n<!-- provenance: {blob} -->\n<html><head><meta charset=\"utf-8\">"
+        f"<title>{escape(title)}</title><style>{HTML_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )
