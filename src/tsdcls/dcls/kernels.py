@@ -1,0 +1,296 @@
+"""DCLS kernel construction and the convolution algorithms that apply the dense kernel.
+
+Two costs dominate a DCLS layer: building the dense ``dks x dks`` kernel from a few taps with
+learnable positions, and convolving with that (large) kernel. The reference ``dcls`` 0.1.1 builds
+the kernel by broadcasting every tap against every grid cell (O(taps * dks^2) memory per channel)
+and convolves directly with ``F.conv2d`` (O(dks^2) work per output pixel). Here:
+
+* bilinear ("v0") kernels are a ``scatter_add`` of four corner weights per tap;
+* Gaussian kernels are a batched matrix product of separable 1-D Gaussians per tap
+  (``exp(-(dx^2+dy^2)/2) = exp(-dx^2/2) exp(-dy^2/2)``);
+* the convolution crops the kernel to the taps that can touch the input at all, then runs either
+  ``F.conv2d`` (cuDNN on GPU, small kernels) or an FFT convolution (CPU, large kernels) whose
+  gradients come from autograd through ``torch.fft``.
+
+Parametrisation matches ``DCLS.construct.modules.ConstructKernel{1,2}d`` exactly (see
+``docs/dcls.md``): a position ``p`` sits at grid index ``p + dks // 2``. For bilinear kernels
+``P[0]`` is the row (vertical) and ``P[1]`` the column; for Gaussian kernels the reference swaps
+them (``P[0]`` is the column), and so do we so that parameters copy over unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# sigma actually used by the Gaussian kernel is |SIG| + SIGMA_FLOOR, as in dcls 0.1.1.
+SIGMA_FLOOR = 0.27
+# Normaliser guard of the Gaussian kernel, as in dcls 0.1.1.
+GAUSS_EPS = 1e-7
+# CPU: a cropped kernel with at least this many cells per channel is convolved by FFT.
+# Measured on 2 cores (benchmarks/bench_dcls_layers.py): FFT wins clearly from 9x9 up.
+FFT_MIN_KERNEL_AREA = 81
+
+Algorithm = Literal["auto", "direct", "fft"]
+
+
+# --------------------------------------------------------------------------- kernel construction
+def bilinear_kernel_2d(weight: Tensor, positions: Tensor, dks: Sequence[int]) -> Tensor:
+    """Dense (C_out, C_in/g, dks0, dks1) kernel: each tap's weight spread on its 4 grid neighbours.
+
+    Taps whose neighbours fall outside the grid lose those corners, exactly as in dcls (this only
+    happens for even ``dks`` at the clamp limit).
+    """
+    rows_count, cols_count = int(dks[0]), int(dks[1])
+    c_out, c_in, _ = weight.shape
+    rows = positions[0] + rows_count // 2
+    cols = positions[1] + cols_count // 2
+    row0 = rows.detach().floor()
+    col0 = cols.detach().floor()
+    frac_r = rows - row0
+    frac_c = cols - col0
+    corner_rows = torch.stack((row0, row0, row0 + 1, row0 + 1)).long()
+    corner_cols = torch.stack((col0, col0 + 1, col0, col0 + 1)).long()
+    corner_w = torch.stack(
+        (
+            (1 - frac_r) * (1 - frac_c),
+            (1 - frac_r) * frac_c,
+            frac_r * (1 - frac_c),
+            frac_r * frac_c,
+        )
+    )
+    inside = (corner_rows >= 0) & (corner_rows < rows_count) & (corner_cols >= 0) & (corner_cols < cols_count)
+    values = torch.where(inside, corner_w * weight.unsqueeze(0), torch.zeros((), dtype=weight.dtype, device=weight.device))
+    flat_index = torch.where(inside, corner_rows * cols_count + corner_cols, torch.zeros((), dtype=torch.long, device=weight.device))
+    # (4, C_out, C_in, K) -> (C_out * C_in, 4 * K)
+    values = values.permute(1, 2, 0, 3).reshape(c_out * c_in, -1)
+    flat_index = flat_index.permute(1, 2, 0, 3).reshape(c_out * c_in, -1)
+    kernel = torch.zeros(c_out * c_in, rows_count * cols_count, dtype=weight.dtype, device=weight.device)
+    kernel = kernel.scatter_add(1, flat_index, values)
+    return kernel.view(c_out, c_in, rows_count, cols_count)
+
+
+def bilinear_kernel_1d(weight: Tensor, positions: Tensor, dks: Sequence[int]) -> Tensor:
+    """Dense (C_out, C_in/g, dks) kernel: each tap's weight split linearly on 2 neighbours."""
+    length = int(dks[0])
+    c_out, c_in, _ = weight.shape
+    pos = positions[0] + length // 2
+    pos0 = pos.detach().floor()
+    frac = pos - pos0
+    corner_idx = torch.stack((pos0, pos0 + 1)).long()
+    corner_w = torch.stack((1 - frac, frac))
+    inside = (corner_idx >= 0) & (corner_idx < length)
+    values = torch.where(inside, corner_w * weight.unsqueeze(0), torch.zeros((), dtype=weight.dtype, device=weight.device))
+    flat_index = torch.where(inside, corner_idx, torch.zeros((), dtype=torch.long, device=weight.device))
+    values = values.permute(1, 2, 0, 3).reshape(c_out * c_in, -1)
+    flat_index = flat_index.permute(1, 2, 0, 3).reshape(c_out * c_in, -1)
+    kernel = torch.zeros(c_out * c_in, length, dtype=weight.dtype, device=weight.device)
+    return kernel.scatter_add(1, flat_index, values).view(c_out, c_in, length)
+
+
+def _gauss_1d(centres: Tensor, sigmas: Tensor, length: int) -> Tensor:
+    """exp(-((i - centre) / sigma)^2 / 2) on the grid i = 0..length-1, shape (..., length)."""
+    grid = torch.arange(length, dtype=centres.dtype, device=centres.device)
+    z = (grid - centres.unsqueeze(-1)) / sigmas.unsqueeze(-1)
+    return torch.exp(-0.5 * z * z)
+
+
+def gauss_kernel_2d(weight: Tensor, positions: Tensor, sig: Tensor, dks: Sequence[int]) -> Tensor:
+    """Dense (C_out, C_in/g, dks0, dks1) kernel: sum over taps of weight * normalised 2-D Gaussian.
+
+    Separable: the 2-D Gaussian of a tap is the outer product of two 1-D Gaussians, and its
+    normaliser (sum over the grid) is the product of their sums, so the kernel is one batched
+    matmul (dks0 x K) @ (K x dks1) per channel pair instead of a K x dks0 x dks1 tensor.
+    """
+    rows_count, cols_count = int(dks[0]), int(dks[1])
+    c_out, c_in, taps = weight.shape
+    sig = sig.abs() + SIGMA_FLOOR
+    # dcls 0.1.1: P[0] / SIG[0] run along the columns (x), P[1] / SIG[1] along the rows (y).
+    gx = _gauss_1d(positions[0] + rows_count // 2, sig[0], cols_count)  # (Co, Ci, K, dks1)
+    gy = _gauss_1d(positions[1] + cols_count // 2, sig[1], rows_count)  # (Co, Ci, K, dks0)
+    norm = gx.sum(-1) * gy.sum(-1) + GAUSS_EPS
+    coef = weight / norm
+    left = (gy * coef.unsqueeze(-1)).reshape(c_out * c_in, taps, rows_count).transpose(1, 2)
+    right = gx.reshape(c_out * c_in, taps, cols_count)
+    return torch.bmm(left, right).view(c_out, c_in, rows_count, cols_count)
+
+
+def gauss_kernel_1d(weight: Tensor, positions: Tensor, sig: Tensor, dks: Sequence[int]) -> Tensor:
+    """Dense (C_out, C_in/g, dks) kernel: sum over taps of weight * normalised 1-D Gaussian."""
+    length = int(dks[0])
+    sig = sig.abs() + SIGMA_FLOOR
+    g = _gauss_1d(positions[0] + length // 2, sig[0], length)  # (Co, Ci, K, L)
+    coef = weight / (g.sum(-1) + GAUSS_EPS)
+    return torch.einsum("oik,oikl->oil", coef, g)
+
+
+def construct_kernel(
+    weight: Tensor, positions: Tensor, sig: Tensor | None, dks: Sequence[int], version: str
+) -> Tensor:
+    """Dense kernel for 1-D (len(dks) == 1) or 2-D DCLS, built on the parameters' device."""
+    if version == "v0":
+        return bilinear_kernel_1d(weight, positions, dks) if len(dks) == 1 else bilinear_kernel_2d(weight, positions, dks)
+    if version == "gauss":
+        if sig is None:
+            raise ValueError("Gaussian DCLS needs sigma (SIG) parameters")
+        return gauss_kernel_1d(weight, positions, sig, dks) if len(dks) == 1 else gauss_kernel_2d(weight, positions, sig, dks)
+    raise ValueError(f"unknown DCLS version {version!r}: expected 'v0' or 'gauss'")
+
+
+# --------------------------------------------------------------------------- convolution
+def resolve_padding(padding: str | int | Sequence[int], kernel_size: Sequence[int]) -> list[tuple[int, int]]:
+    """(before, after) zero padding per spatial dim, with torch's rules for 'same'/'valid'."""
+    dims = len(kernel_size)
+    if padding == "same":
+        pads = []
+        for k in kernel_size:
+            total = int(k) - 1
+            pads.append((total // 2, total - total // 2))
+        return pads
+    if padding == "valid":
+        return [(0, 0)] * dims
+    if isinstance(padding, int):
+        return [(padding, padding)] * dims
+    values = [int(p) for p in padding]
+    if len(values) != dims:
+        raise ValueError(f"padding {padding!r} must have {dims} entries")
+    return [(p, p) for p in values]
+
+
+def _crop_plan(size: int, k: int, pad: tuple[int, int], stride: int) -> tuple[int, int, int, int]:
+    """Kernel taps [lo, hi) that can touch the input, and the output length.
+
+    Output i reads input rows i*stride - pad_before + a for tap a; a tap that reads only zero
+    padding for every i contributes nothing and is dropped (exact).
+    """
+    before, after = pad
+    out_len = (size + before + after - k) // stride + 1
+    if out_len <= 0:
+        raise ValueError(f"input size {size} too small for kernel {k} with padding {pad}")
+    lo = max(0, before - (out_len - 1) * stride)
+    hi = min(k, size + before)
+    return lo, hi, out_len, before - lo
+
+
+def choose_algorithm(device: torch.device, kernel_area: int, in_per_group: int, algorithm: Algorithm = "auto") -> str:
+    """'fft' for large depthwise kernels on CPU, else 'direct' (cuDNN / oneDNN)."""
+    if algorithm != "auto":
+        return algorithm
+    if device.type == "cpu" and in_per_group == 1 and kernel_area >= FFT_MIN_KERNEL_AREA:
+        return "fft"
+    return "direct"
+
+
+def _fast_len(n: int) -> int:
+    """Smallest m >= n whose prime factors are 2, 3 and 5 (fast FFT sizes)."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
+def fft_conv(
+    x: Tensor,
+    kernel: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    groups: int,
+    out_sizes: Sequence[int],
+) -> Tensor:
+    """Cross-correlation like ``F.conv{1,2}d`` (zero padding, stride, groups) via real FFTs.
+
+    The input is not padded in memory: the kernel is rolled by the leading padding so that the
+    circular correlation of the end-zero-padded input equals the padded linear correlation.
+    """
+    dims = kernel.dim() - 2
+    spatial = x.shape[-dims:]
+    fft_sizes = [
+        _fast_len(max(spatial[d] + pads[d][0] + pads[d][1], spatial[d] + kernel.shape[2 + d] - 1))
+        for d in range(dims)
+    ]
+    fft_dims = tuple(range(-dims, 0))
+    compute_dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    xs = x.to(compute_dtype)
+    ks = kernel.to(compute_dtype)
+    kernel_padding: list[int] = []
+    for d in reversed(range(dims)):
+        kernel_padding += [0, fft_sizes[d] - kernel.shape[2 + d]]
+    ks = F.pad(ks, kernel_padding)
+    ks = torch.roll(ks, shifts=[-pads[d][0] for d in range(dims)], dims=fft_dims)
+    x_f = torch.fft.rfftn(xs, s=fft_sizes, dim=fft_dims)
+    k_f = torch.fft.rfftn(ks, dim=fft_dims).conj()
+    batch = x.shape[0]
+    c_out, in_per_group = kernel.shape[0], kernel.shape[1]
+    freq_shape = x_f.shape[2:]
+    if in_per_group == 1:
+        y_f = x_f.view(batch, groups, 1, *freq_shape) * k_f.view(groups, c_out // groups, *freq_shape)
+    else:
+        y_f = torch.einsum(
+            "ngi...,goi...->ngo...",
+            x_f.view(batch, groups, in_per_group, *freq_shape),
+            k_f.view(groups, c_out // groups, in_per_group, *freq_shape),
+        )
+    y = torch.fft.irfftn(y_f.reshape(batch, c_out, *freq_shape), s=fft_sizes, dim=fft_dims)
+    index: list[slice] = [slice(None), slice(None)]
+    for d in range(dims):
+        index.append(slice(0, (out_sizes[d] - 1) * stride[d] + 1, stride[d]))
+    y = y[tuple(index)]
+    if bias is not None:
+        y = y + bias.to(y.dtype).view(1, -1, *([1] * dims))
+    return y.to(x.dtype)
+
+
+def dcls_conv(
+    x: Tensor,
+    kernel: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: str | int | Sequence[int],
+    groups: int,
+    algorithm: Algorithm = "auto",
+) -> Tensor:
+    """``F.conv{1,2}d(x, kernel, bias, stride, padding, groups=groups)`` with dilation 1, faster.
+
+    Crops the kernel to the taps that can reach the input (exact), then picks direct or FFT.
+    """
+    dims = kernel.dim() - 2
+    if x.dim() != dims + 2:
+        raise ValueError(f"expected a {dims + 2}-D input (batched), got shape {tuple(x.shape)}")
+    pads = resolve_padding(padding, kernel.shape[2:])
+    if padding == "same" and any(s != 1 for s in stride):
+        raise ValueError("padding='same' is not supported for strided convolutions (as in torch)")
+    crop: list[slice] = [slice(None), slice(None)]
+    new_pads: list[tuple[int, int]] = []
+    out_sizes: list[int] = []
+    for d in range(dims):
+        lo, hi, out_len, before = _crop_plan(x.shape[2 + d], kernel.shape[2 + d], pads[d], stride[d])
+        crop.append(slice(lo, hi))
+        after = (out_len - 1) * stride[d] + (hi - lo) - x.shape[2 + d] - before
+        new_pads.append((before, after))
+        out_sizes.append(out_len)
+    kernel = kernel[tuple(crop)]
+    area = 1
+    for s in kernel.shape[2:]:
+        area *= int(s)
+    algo = choose_algorithm(x.device, area, kernel.shape[1], algorithm)
+    if algo == "fft":
+        return fft_conv(x, kernel, bias, stride, new_pads, groups, out_sizes)
+    if algo != "direct":
+        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected auto, direct or fft")
+    conv = F.conv1d if dims == 1 else F.conv2d
+    if all(b == a for b, a in new_pads):
+        return conv(x, kernel, bias, tuple(stride), tuple(b for b, _ in new_pads), 1, groups)
+    flat_pads: list[int] = []
+    for b, a in reversed(new_pads):
+        flat_pads += [b, a]
+    return conv(F.pad(x, flat_pads), kernel, bias, tuple(stride), 0, 1, groups)

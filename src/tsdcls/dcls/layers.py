@@ -1,0 +1,222 @@
+"""DCLS convolution layers (ICLR 2023 bilinear "v0" and the Gaussian-interpolation follow-up).
+
+A drop-in for ``nn.Conv{1,2}d`` whose kernel has ``kernel_count`` taps per (out, in) channel pair
+with learnable positions inside a ``dilated_kernel_size`` grid. Parameters and initialisation are
+those of the authors' ``dcls`` 0.1.1 (names ``weight``, ``P``, ``SIG``), so state dicts copy over;
+the implementation is faster (see ``tsdcls.dcls.kernels``) and never caches device tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import init
+
+from tsdcls.dcls.kernels import Algorithm, construct_kernel, dcls_conv
+
+VERSIONS = ("v0", "gauss")
+# Raw SIG init of dcls 0.1.1 (effective sigma = |SIG| + 0.27 = 0.5 cells).
+DEFAULT_SIGMA_INIT = 0.23
+# Std of the N(0, std) position init, in grid cells (paper / dcls 0.1.1).
+POSITION_INIT_STD = 0.5
+
+
+def _tuple(value: int | Sequence[int], dims: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * dims
+    result = tuple(int(v) for v in value)
+    if len(result) != dims:
+        raise ValueError(f"{name} must be an int or {dims} ints, got {value!r}")
+    return result
+
+
+class _DclsNd(nn.Module):
+    """Shared body of Dcls1d / Dcls2d: parameters, init, clamp, kernel, forward."""
+
+    is_dcls = True
+    dims = 0
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_count: int,
+        dilated_kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: str | int | Sequence[int] = "same",
+        groups: int = 1,
+        bias: bool = True,
+        version: str = "v0",
+        sigma_init: float = DEFAULT_SIGMA_INIT,
+        shared_positions: nn.Parameter | None = None,
+        algorithm: Algorithm = "auto",
+    ) -> None:
+        super().__init__()
+        dims = self.dims
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})")
+        if version not in VERSIONS:
+            raise ValueError(f"version must be one of {VERSIONS}, got {version!r}")
+        if kernel_count < 1:
+            raise ValueError(f"kernel_count must be >= 1, got {kernel_count}")
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"padding must be 'same', 'valid', an int or {dims} ints, got {padding!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_count = kernel_count
+        self.dilated_kernel_size = _tuple(dilated_kernel_size, dims, "dilated_kernel_size")
+        self.stride = _tuple(stride, dims, "stride")
+        self.padding = padding if isinstance(padding, str) else _tuple(padding, dims, "padding")
+        if self.padding == "same" and any(s != 1 for s in self.stride):
+            raise ValueError("padding='same' needs stride 1 (as in torch); pass an int padding, e.g. dks // 2")
+        self.groups = groups
+        self.version = version
+        self.sigma_init = float(sigma_init)
+        self.algorithm: Algorithm = algorithm
+        per_group = in_channels // groups
+        self.weight = nn.Parameter(torch.empty(out_channels, per_group, kernel_count))
+        shape = (dims, out_channels, per_group, kernel_count)
+        if shared_positions is not None:
+            if tuple(shared_positions.shape) != shape:
+                raise ValueError(f"shared_positions has shape {tuple(shared_positions.shape)}, expected {shape}")
+            self.P = shared_positions
+        else:
+            self.P = nn.Parameter(torch.empty(shape))
+        if version == "gauss":
+            self.SIG = nn.Parameter(torch.empty(shape))
+        else:
+            self.register_parameter("SIG", None)
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters(reset_positions=shared_positions is None)
+
+    @property
+    def sigma(self) -> nn.Parameter | None:
+        """The raw Gaussian width parameter (effective sigma = |SIG| + 0.27); None for v0."""
+        return self.SIG
+
+    def reset_parameters(self, reset_positions: bool = True) -> None:
+        """Paper init: kaiming-uniform weights, conv-style bias, positions ~ N(0, 0.5) clamped."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            init.uniform_(self.bias, -bound, bound)
+        with torch.no_grad():
+            if reset_positions:
+                init_positions_(self.P, self.dilated_kernel_size)
+            if self.SIG is not None:
+                init.constant_(self.SIG, self.sigma_init)
+
+    def clamp_parameters(self) -> None:
+        """Keep every position within +-dks//2 of the centre; call after each optimiser step."""
+        with torch.no_grad():
+            for i, size in enumerate(self.dilated_kernel_size):
+                lim = size // 2
+                self.P[i].clamp_(-lim, lim)
+
+    def construct_kernel(self) -> Tensor:
+        """Dense (C_out, C_in/groups, *dks) kernel, built on the parameters' device."""
+        return construct_kernel(self.weight, self.P, self.SIG, self.dilated_kernel_size, self.version)
+
+    def tap_grid_positions(self) -> Tensor:
+        """(dims, C_out, C_in/groups, K) tap centres in grid cells, row first (version-independent).
+
+        dcls 0.1.1 stores the Gaussian positions column first; this undoes that for plotting.
+        """
+        with torch.no_grad():
+            positions = self.P.detach().clone()
+            if self.version == "gauss" and self.dims == 2:
+                positions = positions.flip(0)
+            offsets = torch.tensor([s // 2 for s in self.dilated_kernel_size], dtype=positions.dtype, device=positions.device)
+            if self.version == "gauss" and self.dims == 2:
+                offsets = offsets.flip(0)
+            return positions + offsets.view(-1, 1, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        kernel = self.construct_kernel()
+        return dcls_conv(x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm)
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_count={self.kernel_count}, "
+            f"dilated_kernel_size={self.dilated_kernel_size}, version={self.version}, stride={self.stride}, "
+            f"padding={self.padding}"
+        )
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if not self.P.requires_grad:
+            s += ", positions frozen"
+        return s
+
+
+class Dcls1d(_DclsNd):
+    """1-D DCLS convolution: input (N, C_in, L) -> (N, C_out, L_out); P is (1, C_out, C_in/g, K)."""
+
+    dims = 1
+
+
+class Dcls2d(_DclsNd):
+    """2-D DCLS convolution: input (N, C_in, H, W); P is (2, C_out, C_in/g, K).
+
+    Args:
+        in_channels, out_channels, groups, stride, bias: as ``nn.Conv2d``.
+        kernel_count: taps per (out, in) channel pair (the learnable weights).
+        dilated_kernel_size: side of the grid the taps move in (e.g. 17).
+        padding: "same" (stride 1 only), "valid", an int or a pair; ``dks // 2`` equals "same" for odd dks.
+        version: "v0" (bilinear, ICLR 2023) or "gauss" (Gaussian interpolation with learnable SIG).
+        sigma_init: initial raw SIG (effective sigma = |SIG| + 0.27).
+        shared_positions: reuse this P parameter (e.g. one per ConvNeXt stage) instead of a new one.
+        algorithm: "auto" (FFT on CPU for large kernels, else F.conv2d), "direct" or "fft".
+    """
+
+    dims = 2
+
+
+def new_positions(
+    dims: int, out_channels: int, in_per_group: int, kernel_count: int, dilated_kernel_size: int | Sequence[int]
+) -> nn.Parameter:
+    """A freshly initialised position parameter, e.g. to share across the blocks of a stage."""
+    sizes = _tuple(dilated_kernel_size, dims, "dilated_kernel_size")
+    param = nn.Parameter(torch.empty(dims, out_channels, in_per_group, kernel_count))
+    with torch.no_grad():
+        init_positions_(param, sizes)
+    return param
+
+
+def init_positions_(positions: Tensor, dilated_kernel_size: Sequence[int]) -> Tensor:
+    """In place: N(0, 0.5) per coordinate, clamped to +-dks//2 (as the paper and dcls 0.1.1)."""
+    with torch.no_grad():
+        for i, size in enumerate(dilated_kernel_size):
+            lim = size // 2
+            init.normal_(positions[i], 0.0, POSITION_INIT_STD).clamp_(-lim, lim)
+    return positions
+
+
+def dcls_modules(model: nn.Module) -> list[_DclsNd]:
+    """All DCLS layers of a model."""
+    return [m for m in model.modules() if getattr(m, "is_dcls", False)]
+
+
+def clamp_dcls_parameters(model: nn.Module) -> None:
+    """Clamp the positions of every DCLS layer (shared positions are clamped once per user: idempotent)."""
+    for module in dcls_modules(model):
+        module.clamp_parameters()
+
+
+def position_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Unique trainable position tensors ``P`` (for a separate optimiser group: 5x lr, no decay)."""
+    seen: set[int] = set()
+    result: list[nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if name.rsplit(".", 1)[-1] == "P" and param.requires_grad and id(param) not in seen:
+            seen.add(id(param))
+            result.append(param)
+    return result
