@@ -31,6 +31,12 @@ VERBS: dict[str, tuple[str, str]] = {
     "theory-summary": ("theory", "tsdcls.theory.checks:run_summary"),
     # tempscale
     # dcls
+    "dcls-train": ("dcls", "tsdcls.dcls.train:run_train"),
+    "dcls-evaluate": ("dcls", "tsdcls.dcls.evaluate:run_evaluate"),
+    "dcls-ablation": ("dcls", "tsdcls.dcls.ablation:run_ablation"),
+    "figure-dcls-accuracy": ("figures", "tsdcls.figures.dcls:run_accuracy_figure"),
+    "figure-dcls-kernels": ("figures", "tsdcls.figures.dcls:run_kernel_figure"),
+    "figure-dcls-throughput": ("figures", "tsdcls.figures.dcls:run_throughput_figure"),
     # figures
     "table-paper-vs-reproduced": ("figures", "tsdcls.figures.paper_compare:run_paper_vs_reproduced"),
 }
