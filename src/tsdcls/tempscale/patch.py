@@ -393,7 +393,7 @@ def _factor(inv_tau: float | None, rows: _RowState | None, like: torch.Tensor) -
     if rows.inv_tau is None:
         raise RuntimeError("length-adaptive TempScale: the model pre-hook did not run before attention")
     factor = rows.inv_tau.to(device=like.device, dtype=like.dtype)
-    if like.shape[0] != factor.shape[0]:
+    if like.shape[0] not in (1, factor.shape[0]):  # a batch-1 bias broadcasts to per-row copies
         raise RuntimeError(f"batch of {like.shape[0]} rows but {factor.shape[0]} per-row taus")
     return factor.view(-1, *([1] * (like.dim() - 1)))
 
