@@ -234,7 +234,8 @@ class ImageFolderSource(ImageSource):
     paper's RandAugment and random erasing on the train split.
     """
 
-    def __init__(self, data: Mapping[str, Any], seed: int, model: torch.nn.Module | None = None) -> None:
+    def __init__(self, data: Mapping[str, Any], seed: int, model: torch.nn.Module | None = None,
+                 augment: Mapping[str, Any] | None = None) -> None:
         from torchvision.datasets import ImageFolder
 
         self.config = data
@@ -249,17 +250,18 @@ class ImageFolderSource(ImageSource):
             raise ConfigError(f"config key 'dcls.data.root': {self.root / 'train'} holds no class folders")
         self.image_size = int(data.get("image_size", 224))
         self.model = model
+        self.augment = dict(augment or {})
 
     def transform(self, train: bool) -> Any:
         from timm.data import create_transform, resolve_data_config
 
         base = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
-        aug = self.config.get("augment", {}) if train else {}
+        aug = self.augment if train else {}
         return create_transform(
             input_size=base["input_size"], is_training=train,
             auto_augment=aug.get("auto_augment") or None,
             re_prob=float(aug.get("random_erasing", 0.0)), re_mode="pixel", re_count=1,
-            interpolation=aug.get("interpolation", base.get("interpolation", "bicubic")),
+            interpolation=self.config.get("interpolation", "bicubic"),
             mean=base["mean"], std=base["std"], crop_pct=base.get("crop_pct", 0.875),
         )
 
@@ -300,13 +302,18 @@ def _check_classes(found: Sequence[str], expected: Sequence[str], folder: Path) 
                           f"but train/ has {list(expected)[:5]}...")
 
 
-def build_source(data: Mapping[str, Any], seed: int, model: torch.nn.Module | None = None) -> ImageSource:
-    """The dataset named by 'dcls.data.dataset' ('fashion_mnist' or 'imagefolder')."""
+def build_source(data: Mapping[str, Any], seed: int, model: torch.nn.Module | None = None,
+                 augment: Mapping[str, Any] | None = None) -> ImageSource:
+    """The dataset named by 'dcls.data.dataset' ('fashion_mnist' or 'imagefolder').
+
+    ``augment`` (auto_augment policy, random_erasing probability) shapes the ImageFolder train
+    transform; in-memory data is augmented per batch by the trainer instead.
+    """
     name = data.get("dataset", "fashion_mnist")
     if name == "fashion_mnist":
         return FashionMNISTSource(data, seed)
     if name == "imagefolder":
-        return ImageFolderSource(data, seed, model)
+        return ImageFolderSource(data, seed, model, augment)
     raise ConfigError(f"config key 'dcls.data.dataset': unknown dataset {name!r} (fashion_mnist or imagefolder)")
 
 

@@ -77,6 +77,7 @@ class TrainConfig:
     mixup: float = 0.0
     cutmix: float = 0.0
     random_erasing: float = 0.0
+    auto_augment: str = ""
     flip: bool = False
     crop_padding: int = 0
     ema_decay: float = 0.0
@@ -86,6 +87,7 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 0
     checkpoint_every_steps: int = 0
+    accumulation_steps: int = 1
     repulsion: RepulsionConfig = field(default_factory=RepulsionConfig)
 
     @classmethod
@@ -102,6 +104,8 @@ class TrainConfig:
         cfg = cls(**values)
         if cfg.epochs < 1:
             raise ConfigError("config key 'dcls.train.epochs' must be >= 1")
+        if cfg.batch_size % cfg.accumulation_steps:
+            raise ConfigError("config key 'dcls.train.accumulation_steps' must divide 'dcls.train.batch_size'")
         if cfg.amp_dtype not in ("bfloat16", "float16"):
             raise ConfigError("config key 'dcls.train.amp_dtype' must be bfloat16 or float16")
         return cfg
@@ -202,18 +206,18 @@ def build_model(family_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     except (RuntimeError, TypeError) as err:
         raise ConfigError(f"config key 'dcls.families.*.arch/kwargs': timm cannot build {arch!r}: {err}") from err
     if family_cfg.get("small_input", False):
-        _adapt_stem_for_small_images(model)
+        _adapt_stem_for_small_images(model, int(family_cfg.get("small_input_stride", 1)))
     return model
 
 
-def _adapt_stem_for_small_images(model: nn.Module) -> None:
-    """CIFAR-style ResNet stem for 32 px inputs: a 3x3 stride-1 conv and no max-pool."""
+def _adapt_stem_for_small_images(model: nn.Module, stride: int = 1) -> None:
+    """CIFAR-style ResNet stem for 32 px inputs: one 3x3 conv (stride 1 or 2) and no max-pool."""
     conv1 = getattr(model, "conv1", None)
     if isinstance(conv1, nn.Conv2d):
-        model.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, 1, 1, bias=conv1.bias is not None)
+        model.conv1 = nn.Conv2d(conv1.in_channels, conv1.out_channels, 3, stride, 1, bias=conv1.bias is not None)
     elif isinstance(conv1, nn.Sequential) and isinstance(conv1[0], nn.Conv2d):
         first = conv1[0]
-        conv1[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, 1, 1, bias=first.bias is not None)
+        conv1[0] = nn.Conv2d(first.in_channels, first.out_channels, 3, stride, 1, bias=first.bias is not None)
     else:
         raise ConfigError("config key 'dcls.families.*.small_input' only applies to ResNet-style models "
                           "(a conv1 stem)")
@@ -222,20 +226,21 @@ def _adapt_stem_for_small_images(model: nn.Module) -> None:
 
 
 def convert(model: nn.Module, spec: RunSpec, family_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Swap convolutions for the run's variant; returns the conversion report as a dict."""
-    params_before = sum(p.numel() for p in model.parameters())
-    try:
-        from tsdcls.dcls.convert import convert_model
-    except ImportError:
-        if spec.variant != "dense":
-            raise
-        return {"params_before": params_before, "params_after": params_before, "replaced": 0}
+    """Swap convolutions for the run's variant (ConvNeXt-dcls init for ConvNeXt); report as dict."""
+    from timm.models.convnext import ConvNeXt
+
+    from tsdcls.dcls.convert import convert_model, init_dcls_like_convnext_
+
+    kernel_count, dks = (spec.kernel_count, spec.dks) if spec.variant != "dense" else (1, 1)
     report = convert_model(
-        model, spec.variant, spec.kernel_count, spec.dks,
+        model, spec.variant, kernel_count, dks,
         share_positions_per_stage=bool(family_cfg.get("share_positions_per_stage", False)),
     )
-    as_dict = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else dict(vars(report))
-    return {k: v for k, v in as_dict.items() if isinstance(v, int | float | str | bool | list | type(None))}
+    if isinstance(model, ConvNeXt):
+        init_dcls_like_convnext_(model)
+    summary = report.to_dict()
+    summary["layers"] = [layer["name"] for layer in summary["layers"]]
+    return summary
 
 
 def build_run_model(config: Mapping[str, Any], spec: RunSpec, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
@@ -419,7 +424,8 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
                             "world": ctx.world})
 
     seed_everything(derive_seed(spec.seed, "data"))
-    source = build_source(config.get("data", {}), spec.seed)
+    source = build_source(config.get("data", {}), spec.seed,
+                          augment={"auto_augment": cfg.auto_augment, "random_erasing": cfg.random_erasing})
     train_set = source.dataset("train")
     model, conversion = build_run_model(config, spec, source.num_classes)
     model.to(ctx.device)
@@ -498,26 +504,21 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
             epoch_batches(source, train_set, sampler, cfg, spec.seed, epoch, start_step, ctx.rank), start=start_step
         ):
             tick = time.perf_counter()
-            images = images.to(ctx.device, non_blocking=True)
-            targets = targets.to(ctx.device, non_blocking=True)
-            if source.normalize is not None:
-                images = source.normalize(images)
-            if eraser is not None:
-                images = eraser(images)
-            hard_targets = targets
-            if mixup is not None:
-                images, targets = mixup(images, targets)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(global_step, cfg.lr, warmup_steps, total_steps, cfg.min_lr) * group["lr_scale"]
-            with autocast:
-                logits = train_model(images)
-                loss = criterion(logits.float(), targets)
-            if cfg.repulsion.enabled and epoch >= cfg.repulsion.start_epoch:
-                loss = loss + cfg.repulsion.weight * repulsion_loss(model, loss) ** 2
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            chunks = list(zip(images.chunk(cfg.accumulation_steps), targets.chunk(cfg.accumulation_steps),
+                              strict=True))
+            for index, (chunk_images, chunk_targets) in enumerate(chunks):
+                last = index == len(chunks) - 1
+                sync = contextlib.nullcontext() if last or not ctx.enabled else train_model.no_sync()
+                with sync:
+                    chunk_loss, chunk_correct = forward_backward(
+                        train_model, model, chunk_images, chunk_targets, ctx.device, source, cfg, epoch,
+                        eraser, mixup, criterion, autocast, scaler, len(chunks))
+                loss_sum += chunk_loss * chunk_images.shape[0]
+                correct += chunk_correct
+                seen += chunk_images.shape[0]
             if cfg.grad_clip > 0:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -527,9 +528,6 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
             if ema is not None:
                 ema.update(model, step=global_step)
             global_step += 1
-            loss_sum += float(loss.detach()) * images.shape[0]
-            correct += int((logits.detach().argmax(-1) == hard_targets).sum())
-            seen += images.shape[0]
             if use_cuda:
                 torch.cuda.synchronize(ctx.device)
             duration = time.perf_counter() - tick
@@ -562,6 +560,34 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
         "config_hash": run_hash,
     }
     return TrainResult(model=model, ema=ema.module if ema is not None else None, record=record)
+
+
+def forward_backward(train_model: nn.Module, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                     device: torch.device, source: ImageSource, cfg: TrainConfig, epoch: int, eraser: Any,
+                     mixup: Any, criterion: nn.Module, autocast: Any, scaler: torch.amp.GradScaler,
+                     chunks: int) -> tuple[float, int]:
+    """One micro-batch: augment on device, forward (autocast on GPU), loss (+ repulsion), backward.
+
+    Returns the micro-batch's mean loss and its number of correct top-1 predictions.
+    """
+    images = images.to(device, non_blocking=True)
+    targets = targets.to(device, non_blocking=True)
+    if source.normalize is not None:
+        images = source.normalize(images)
+    if eraser is not None:
+        images = eraser(images)
+    hard_targets = targets
+    if mixup is not None:
+        images, targets = mixup(images, targets)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast:
+        logits = train_model(images)
+        loss = criterion(logits.float(), targets)
+    if cfg.repulsion.enabled and epoch >= cfg.repulsion.start_epoch:
+        loss = loss + cfg.repulsion.weight * repulsion_loss(model, loss) ** 2
+    scaler.scale(loss / chunks).backward()
+    return float(loss.detach()), int((logits.detach().argmax(-1) == hard_targets).sum())
 
 
 def _all_mean(total: float, count: int, ctx: Dist) -> float:
