@@ -139,7 +139,8 @@ def figure_problems(fig: Any) -> list[str]:
     """What breaks the shared look: unlabelled axes, several labelled series without a legend."""
     problems = []
     for index, ax in enumerate(_visible_axes(fig.axes)):
-        name = ax.get_title() or f"axes {index}"
+        titles = [ax.get_title(loc) for loc in ("left", "center", "right")]
+        name = next((t for t in titles if t), f"axes {index}")
         if not ax.get_xlabel():
             problems.append(f"{name}: x axis has no label")
         if not ax.get_ylabel():

@@ -1,0 +1,92 @@
+"""`snakemake figures` rebuilds every figure and table from results/ without any model job,
+plus the shared figure style's checks.
+
+The end-to-end test copies the finished smoke run (mtimes and .snakemake/ metadata kept by
+copytree's copy2), deletes every file a figure_*/table_* rule made, and runs the real snakemake.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_snakemake
+from tsdcls.figures import style
+
+PLOT_RULE = re.compile(r"^(figure|table)_\w+$")
+
+
+def _rules_run(log: str) -> list[str]:
+    """Rule names of the jobs snakemake started, from its log ('rule x:' / 'localrule x:')."""
+    return re.findall(r"^\s*(?:local)?rule (\w+):\s*$", log, re.M)
+
+
+def _summary(workdir: Path) -> list[dict[str, str]]:
+    """`snakemake --summary`: one row per output file with the rule that makes it."""
+    proc = run_snakemake(workdir, "--summary", timeout=300)
+    lines = [line for line in proc.stdout.splitlines() if "\t" in line]
+    return list(csv.DictReader(io.StringIO("\n".join(lines)), delimiter="\t"))
+
+
+@pytest.mark.slow
+def test_figures_target_rebuilds_plots_without_model_jobs(smoke_run: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    shutil.copytree(smoke_run, workdir, symlinks=True)  # copy2: mtimes kept, so nothing is stale
+
+    # Before anything is deleted, the figures target is up to date (no rerun trigger fires).
+    dry = run_snakemake(workdir, "figures", "--dry-run", timeout=300)
+    assert not _rules_run(dry.stdout + dry.stderr), dry.stdout[-3000:]
+
+    rows = _summary(workdir)
+    plot_files = sorted(row["output_file"] for row in rows if PLOT_RULE.match(row["rule"]))
+    assert any(p.endswith(".png") for p in plot_files), "the smoke DAG drew no figure"
+    assert "results/tables/paper_vs_reproduced.md" in plot_files
+    model_files = [row["output_file"] for row in rows if not PLOT_RULE.match(row["rule"])]
+    before = {p: (workdir / p).stat().st_mtime_ns for p in model_files if (workdir / p).is_file()}
+    for path in plot_files:
+        (workdir / path).unlink(missing_ok=True)
+
+    proc = run_snakemake(workdir, "figures", timeout=600)
+    log = proc.stdout + proc.stderr
+    ran = _rules_run(log)
+    assert ran, log[-3000:]
+    not_plots = sorted({rule for rule in ran if not PLOT_RULE.match(rule) and rule != "figures"})
+    assert not not_plots, f"model/evaluation jobs ran: {not_plots}"
+    for path in plot_files:
+        target = workdir / path
+        assert target.is_file() and target.stat().st_size > 0, f"{path} not rebuilt"
+        if path.endswith(".png"):
+            assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    after = {p: (workdir / p).stat().st_mtime_ns for p in before}
+    assert after == before, "a model/evaluation output was rewritten"
+
+
+def test_style_flags_unlabelled_axes_and_missing_legend() -> None:
+    fig, axes = style.new_figure(ncols=2)
+    left, right = axes[0]
+    left.plot([1, 2], [1, 2], label="tau = 1", **style.series_style("tau = 1"))
+    left.plot([1, 2], [2, 3], label="tau = 0.8", **style.series_style("tau = 0.8"))
+    style.label_axes(left, x=("sequence length", "tokens"), y=("gain", None), title="(a)")
+    problems = style.figure_problems(fig)
+    assert any("(a): 2 labelled series but no legend" in p for p in problems)
+    assert any("axes 1: x axis has no label" in p for p in problems)
+    with pytest.raises(ValueError, match="shared style"):
+        style.finish(fig, {"scale": "smoke"})
+    left.legend()
+    style.label_axes(right, x="epoch", y=("top-1 accuracy", "%"))
+    assert right.get_ylabel() == "top-1 accuracy (%)"
+    assert style.finish(fig, {"scale": "smoke", "git_commit": "abc"}) == []
+    assert any("scale=smoke" in text.get_text() for text in fig.texts)
+
+
+def test_style_colours_are_stable_and_baselines_grey() -> None:
+    assert style.color_for("dense") == style.BASELINE_COLOR == style.color_for("tau = 1")
+    assert style.series_style("dense")["linestyle"] == "--"
+    assert style.color_for("dcls_gauss") == style.color_for("DCLS_GAUSS")
+    assert style.color_for("some new variant") == style.color_for("some new variant")
+    assert style.color_for("some new variant") in style.PALETTE
