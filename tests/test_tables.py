@@ -114,3 +114,58 @@ def test_published_numbers_errors_name_the_key(tmp_path: Path) -> None:
         path.write_text(yaml.safe_dump(payload))
         with pytest.raises(ConfigError, match=pattern):
             paper_compare.load_published(path)
+
+
+def _job(tmp_path: Path, inputs: dict[str, Path], runs: dict | None = None):
+    from tsdcls.common.job import Job
+
+    outputs = {name: tmp_path / "out" / f"paper_vs_reproduced.{ext}"
+               for name, ext in (("markdown", "md"), ("latex", "tex"), ("html", "html"))}
+    return Job(stage="figures", config={"enabled": True, "scale": "smoke", "seed": 0},
+               inputs={"published": REPO / "data" / "published_numbers.yaml", **inputs},
+               outputs=outputs, params={"runs": runs or {}})
+
+
+def test_paper_vs_reproduced_reads_both_stages(tmp_path: Path) -> None:
+    from tsdcls.common.io import write_csv
+
+    dcls = pd.DataFrame({
+        "family": ["convnext", "convnext"], "variant": ["dense", "dcls_v0"],
+        "kernel_count": [float("nan"), 8.0], "dks": [float("nan"), 5.0], "params": [10000, 9800],
+        "top1_mean": [0.800, 0.812], "top1_std": [0.010, 0.004], "n_seeds": [2, 2],
+    })
+    tempscale = pd.DataFrame({
+        "model": ["minilm"] * 4, "task": ["TsdclsPasskeyRetrieval"] * 2 + ["TsdclsLeeSTS"] * 2,
+        "variant": ["tau1-all", "tau0.8-all"] * 2, "tau": [1.0, 0.8] * 2,
+        "layers": ["all"] * 4, "score": [0.50, 0.56, 0.70, 0.69],
+        "delta_vs_tau1": [0.0, 0.06, 0.0, -0.01], "p_value": [1.0, 0.01, 1.0, 0.6],
+        "significant": [False, True, False, False],
+    })
+    write_csv(tmp_path / "dcls.csv", dcls, {"scale": "smoke"})
+    write_csv(tmp_path / "ts.csv", tempscale, {"scale": "smoke"})
+    runs = {"dcls": {"data": {"dataset": "fashion_mnist", "image_size": 32}, "train": {"epochs": 1},
+                     "families": {"convnext": {"arch": "convnext_atto", "kwargs": {"dims": [8, 64]}}}}}
+    job = _job(tmp_path, {"dcls": tmp_path / "dcls.csv", "tempscale": tmp_path / "ts.csv"}, runs)
+    paper_compare.run_paper_vs_reproduced(job)
+    md = job.outputs["markdown"].read_text()
+    assert "fashion_mnist 32px" in md and "convnext_atto" in md and "1 epoch" in md and "2 seeds" in md
+    dcls_row = next(line for line in md.splitlines() if "this run (smoke)" in line and "dcls_v0" in line)
+    assert "80.0 ± 1.0" in dcls_row and "81.2 ± 0.4" in dcls_row and "+1.2" in dcls_row
+    gain_row = next(line for line in md.splitlines() if "tau0.8-all" in line and "this run's tasks" in line)
+    assert "+2.50" in gain_row and "1/0 of 2" in gain_row  # mean of +6 and -1 points
+    passkey_row = next(line for line in md.splitlines() if "| tau = 1" in line and "minilm" in line)
+    assert "50.0" in passkey_row
+    assert "82.1" in md and "ImageNet-1k" in md  # the paper rows sit beside this run's
+    tex = job.outputs["latex"].read_text()
+    assert tex.count(r"\begin{table}") == 3 and tex.count("{") == tex.count("}")
+    assert read_provenance(job.outputs["markdown"])["scale"] == "smoke"
+    assert read_provenance(job.outputs["html"])["scale"] == "smoke"
+
+
+def test_paper_vs_reproduced_marks_missing_stages_not_run(tmp_path: Path) -> None:
+    job = _job(tmp_path, {})
+    paper_compare.run_paper_vs_reproduced(job)
+    md = job.outputs["markdown"].read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| this run (smoke)")]
+    assert len(rows) == 3 and all("not run" in row for row in rows)
+    assert "83.7" in md

@@ -160,12 +160,19 @@ def describe_dcls_run(config: Mapping[str, Any], frame: pd.DataFrame | None) -> 
     size = _find(flat, "data.image_size", "image_size", "img_size", "resolution", "data.size")
     if dataset is not None:
         parts.append(f"{_words(dataset)}" + (f" {_words(size)}px" if size is not None else ""))
+    train_size = _find(flat, "data.train_size", "train_size")
+    if train_size is not None:
+        parts.append(f"{train_size} train images")
     models = None
     if frame is not None and "family" in frame.columns:
         models = sorted({str(v) for v in frame["family"].dropna()})
-    models = models or _find(flat, "families", "family", "models", "model", "arch")
+    families = config.get("families", {}) if isinstance(config.get("families"), Mapping) else {}
     if models:
-        parts.append(_words(models))
+        parts.append(", ".join(_family_words(name, families.get(name)) for name in models))
+    else:
+        found = _find(flat, "families", "family", "models", "model", "arch")
+        if found:
+            parts.append(_words(found))
     epochs = _find(flat, "train.epochs", "epochs")
     if epochs is not None:
         parts.append(f"{_words(epochs)} epoch{'s' if epochs != 1 else ''}")
@@ -173,6 +180,21 @@ def describe_dcls_run(config: Mapping[str, Any], frame: pd.DataFrame | None) -> 
         seeds = int(frame["n_seeds"].max())
         parts.append(f"{seeds} seed{'s' if seeds != 1 else ''}")
     return ", ".join(parts) if parts else "setup not recorded in config"
+
+
+def _family_words(name: str, family: Any) -> str:
+    """'convnext (convnext_atto, dims 16-128)' from the config's family entry, if any."""
+    if not isinstance(family, Mapping):
+        return name
+    bits = [str(family["arch"])] if family.get("arch") else []
+    kwargs = family.get("kwargs") if isinstance(family.get("kwargs"), Mapping) else {}
+    widths = kwargs.get("dims") or kwargs.get("channels")
+    if isinstance(widths, list) and widths:
+        bits.append(f"widths {widths[0]}-{widths[-1]}")
+    depths = kwargs.get("depths") or kwargs.get("layers")
+    if isinstance(depths, list) and depths:
+        bits.append("depths " + "-".join(str(d) for d in depths))
+    return f"{name} ({', '.join(bits)})" if bits else name
 
 
 def describe_tempscale_run(config: Mapping[str, Any], frame: pd.DataFrame | None) -> str:
@@ -348,8 +370,9 @@ def _variant_gains(frame: pd.DataFrame) -> pd.DataFrame:
         if is_baseline:
             continue
         significant_up = significant_down = 0
-        if p_value:
-            sig = group[p_value].astype(float) < SIGNIFICANCE_LEVEL
+        if "significant" in group.columns or p_value:
+            sig = (group["significant"].astype(str).str.lower() == "true") if "significant" in group.columns \
+                else group[p_value].astype(float) < SIGNIFICANCE_LEVEL
             significant_up = int((sig & (deltas > 0)).sum())
             significant_down = int((sig & (deltas < 0)).sum())
         records.append({
@@ -372,14 +395,14 @@ def tempscale_gain_section(published: Mapping[str, Any], frame: pd.DataFrame | N
             "Variant": "TempScale",
             "Tasks": str(item["datasets"]),
             "Avg gain (pp)": _fmt(item["gain_pct"], 2, signed=True),
-            "Significant +/− (p<0.05)": "n/a",
+            "Significant +/−": "n/a",
         })
     run_label = f"this run ({scale})"
     notes = []
     gains = _variant_gains(frame) if frame is not None else pd.DataFrame()
     if frame is None or gains.empty:
         rows.append({"Run": run_label, "Setup": setup, "Benchmark": NOT_RUN, "Variant": NOT_RUN,
-                     "Tasks": NOT_RUN, "Avg gain (pp)": NOT_RUN, "Significant +/− (p<0.05)": NOT_RUN})
+                     "Tasks": NOT_RUN, "Avg gain (pp)": NOT_RUN, "Significant +/−": NOT_RUN})
         notes.append("TempScale stage disabled or its ablation.csv holds no TempScale variant: not run.")
     else:
         for record in gains.sort_values(["model", "gain"], ascending=[True, False]).to_dict("records"):
@@ -390,12 +413,12 @@ def tempscale_gain_section(published: Mapping[str, Any], frame: pd.DataFrame | N
                 "Variant": record["variant"],
                 "Tasks": str(record["tasks"]),
                 "Avg gain (pp)": _fmt(record["gain"], 2, signed=True),
-                "Significant +/− (p<0.05)": f"{record['up']}/{record['down']} of {record['rows']}",
+                "Significant +/−": f"{record['up']}/{record['down']} of {record['rows']}",
             })
         notes.append(
             "This run's gain is the mean of delta_vs_tau1 (x100 when scores are 0-1) over every task "
-            "and length of results/tempscale/ablation.csv; paired-test counts say how many of those "
-            "rows are significant. Every variant is listed: picking the best one on the same data "
+            "and length of results/tempscale/ablation.csv; 'Significant +/−' counts the rows whose "
+            "paired test is significant (the stage's alpha) with a gain / a loss. Every variant is listed: picking the best one on the same data "
             "overstates it."
         )
     return Section("tempscale_gain", "TempScale: average gain over tau = 1", pd.DataFrame(rows), notes)
