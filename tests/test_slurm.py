@@ -1,0 +1,299 @@
+"""The SLURM profile on a real single-node SLURM cluster started by tests/slurm/cluster.sh.
+
+Every job of the smoke DAG (whatever jobs it has) must run as a SLURM job through
+`--profile workflow/profiles/slurm`, and every result file must hold the same numbers as the
+local run of the `smoke_run` fixture (provenance timestamps, hosts and timings aside). Skips
+with the reason when the Debian SLURM/munge packages or root are missing; CI installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SMOKE_PRESET, copy_workflow, snakemake_cmd, workflow_env
+
+CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE = "workflow/profiles/slurm"
+# Hard bound for start + whole smoke DAG on SLURM + stop; it normally takes a fraction of this.
+RUN_TIMEOUT_S = 900
+# Our cluster has no slurmdbd, so `sacct` fails: status comes from `squeue`, which sees
+# finished jobs for MinJobAge seconds. The plugin silently goes back to sacct unless MinJobAge
+# >= 3 x init seconds, so cluster.sh sets MinJobAge=600 and we poll every 2 s.
+INIT_SECONDS = 2
+TEST_ONLY_FLAGS = (
+    "--slurm-status-command", "squeue",
+    "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS),
+    "--seconds-between-status-checks", str(INIT_SECONDS),
+    "--slurm-no-account",  # no accounting database, hence no accounts to check
+)
+# The test node has few CPUs: let two 1-CPU jobs share it instead of queueing behind each other.
+SMALL_JOBS = {"resources": {"defaults": {
+    "cpu": {"mem_mb": 1000, "cpus_per_task": 1, "gpus": 0},
+    "gpu": {"mem_mb": 1000, "cpus_per_task": 1, "gpus": 0},
+}}}
+
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
+JOB_BLOCK = re.compile(
+    r"^(localrule|rule|checkpoint|localcheckpoint) (\w+):\n(?:[ \t]+\w+:.*\n)*?[ \t]+jobid: (\d+)$",
+    re.MULTILINE,
+)
+QUEUE_LINE = re.compile(r"^(\d+)\|([A-Z_]+)$", re.MULTILINE)
+
+# Fields that legitimately differ between two runs of the same job (wall clock, machine).
+VOLATILE_KEY = re.compile(
+    r"(^|_)(provenance|time|times|timestamp|date|seconds|secs|sec|ms|elapsed|duration|runtime|"
+    r"wall|started_at|finished_at|host|hostname|throughput|per_second|per_sec|"
+    r"kg_co2_emissions)($|_)",
+    re.IGNORECASE,
+)
+IGNORED_DIRS = ("logs", "benchmarks")
+REL_TOL, ABS_TOL = 1e-7, 1e-10
+
+
+# --- comparing result trees ---------------------------------------------------------------
+def result_files(results: Path) -> set[str]:
+    """Result files of a run, relative to results/ (logs, benchmark timings and temp files aside)."""
+    found = set()
+    for path in results.rglob("*"):
+        rel = path.relative_to(results)
+        if path.is_file() and rel.parts[0] not in IGNORED_DIRS and not any(p.startswith(".") for p in rel.parts):
+            found.add(rel.as_posix())
+    return found
+
+
+def _same_value(a: Any, b: Any, where: str, diffs: list[str]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys_a = {k for k in a if not VOLATILE_KEY.search(str(k))}
+        keys_b = {k for k in b if not VOLATILE_KEY.search(str(k))}
+        if keys_a != keys_b:
+            diffs.append(f"{where}: keys differ: {sorted(keys_a ^ keys_b)}")
+        for key in sorted(keys_a & keys_b, key=str):
+            _same_value(a[key], b[key], f"{where}.{key}", diffs)
+    elif isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            diffs.append(f"{where}: {len(a)} vs {len(b)} items")
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            _same_value(x, y, f"{where}[{i}]", diffs)
+    elif isinstance(a, bool | str | None) or isinstance(b, bool | str | None):
+        if a != b:
+            diffs.append(f"{where}: {a!r} != {b!r}")
+    elif isinstance(a, int | float) and isinstance(b, int | float):
+        both_nan = isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)
+        if not both_nan and not math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL):
+            diffs.append(f"{where}: {a!r} != {b!r}")
+    elif a != b:
+        diffs.append(f"{where}: {a!r} != {b!r}")
+
+
+def _csv_records(path: Path) -> dict[str, list]:
+    from tsdcls.common.io import read_csv
+
+    frame = read_csv(path)
+    return {str(col): frame[col].tolist() for col in frame.columns if not VOLATILE_KEY.search(str(col))}
+
+
+def _text_without_provenance(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if "provenance" not in line]
+
+
+def _tensors(path: Path) -> Any:
+    import torch
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach().double().flatten().tolist()
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def compare_file(local: Path, remote: Path, rel: str) -> list[str]:
+    """Differences in the numeric/text content of one result file (empty list: the same)."""
+    diffs: list[str] = []
+    suffix = local.suffix.lower()
+    if suffix == ".json":
+        _same_value(json.loads(local.read_text()), json.loads(remote.read_text()), rel, diffs)
+    elif suffix == ".csv":
+        _same_value(_csv_records(local), _csv_records(remote), rel, diffs)
+    elif suffix in (".yaml", ".yml"):
+        _same_value(yaml.safe_load(local.read_text()), yaml.safe_load(remote.read_text()), rel, diffs)
+    elif suffix == ".png":
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(local) as a, Image.open(remote) as b:
+            if a.size != b.size or not np.array_equal(np.asarray(a), np.asarray(b)):
+                diffs.append(f"{rel}: pixels differ")
+    elif suffix == ".pdf":
+        pass  # vector twin of the PNG; its bytes carry creation dates
+    elif suffix in (".pt", ".pth", ".ckpt"):
+        if local.read_bytes() != remote.read_bytes():
+            _same_value(_tensors(local), _tensors(remote), rel, diffs)
+    else:
+        try:
+            if _text_without_provenance(local) != _text_without_provenance(remote):
+                diffs.append(f"{rel}: text differs")
+        except UnicodeDecodeError:
+            if local.read_bytes() != remote.read_bytes():
+                diffs.append(f"{rel}: bytes differ")
+    return diffs
+
+
+def compare_results(local: Path, remote: Path) -> tuple[set[str], list[str]]:
+    """Files both runs wrote and every difference between them (missing files included)."""
+    local_files, remote_files = result_files(local), result_files(remote)
+    diffs = [f"only in the local run: {rel}" for rel in sorted(local_files - remote_files)]
+    diffs += [f"only in the SLURM run: {rel}" for rel in sorted(remote_files - local_files)]
+    for rel in sorted(local_files & remote_files):
+        diffs += compare_file(local / rel, remote / rel, rel)
+    return local_files & remote_files, diffs
+
+
+# --- the cluster ---------------------------------------------------------------------------
+def cluster_unavailable() -> str | None:
+    """Why a local SLURM cluster cannot run here, or None when it can."""
+    if shutil.which("bash") is None or shutil.which("timeout") is None:
+        return "bash and coreutils timeout are needed"
+    proc = subprocess.run(["bash", str(CLUSTER_SCRIPT), "check"], capture_output=True, text=True, timeout=30)
+    return None if proc.returncode == 0 else (proc.stdout + proc.stderr).strip()
+
+
+@pytest.fixture
+def cluster_dir() -> Iterator[Path]:
+    """State directory of the test cluster; the finalizer stops any daemon still running."""
+    reason = cluster_unavailable()
+    if reason:
+        pytest.skip(f"local SLURM cluster unavailable: {reason}")
+    path = Path(tempfile.mkdtemp(prefix="tsdcls-slurm-"))
+    try:
+        yield path
+    finally:
+        # cluster.sh stops the daemons itself (trap on exit); this covers a SIGKILLed script
+        subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop", str(path)], timeout=120, check=False)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def workflow_copy(dest: Path) -> Path:
+    """copy_workflow plus the repository's data/ inputs when copy_workflow leaves them out."""
+    workdir = copy_workflow(dest)
+    if (REPO / "data").is_dir() and not (workdir / "data").exists():
+        shutil.copytree(REPO / "data", workdir / "data")
+    return workdir
+
+
+def run_on_slurm(workdir: Path, cluster: Path) -> subprocess.CompletedProcess:
+    """The smoke DAG through the SLURM profile, then `squeue` of every job, on a fresh cluster."""
+    (workdir / "slurm-test.yaml").write_text(yaml.safe_dump(SMALL_JOBS))
+    snakemake = [*snakemake_cmd(), "--profile", PROFILE, *TEST_ONLY_FLAGS,
+                 "--configfile", SMOKE_PRESET, "slurm-test.yaml"]
+    then_list_jobs = '"$@"; rc=$?; echo "== squeue =="; squeue --states=all -h -o "%i|%T"; exit $rc'
+    cmd = ["timeout", "-k", "20", str(RUN_TIMEOUT_S), "bash", str(CLUSTER_SCRIPT), "run", str(cluster),
+           "bash", "-c", then_list_jobs, "run-then-list", *snakemake]
+    env = workflow_env() | {"PYTHON": sys.executable}
+    try:
+        return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True,
+                              timeout=RUN_TIMEOUT_S + 60)
+    except subprocess.TimeoutExpired as err:  # pragma: no cover - timeout -k fires first
+        raise AssertionError(f"SLURM run exceeded {RUN_TIMEOUT_S} s") from err
+
+
+def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
+    smoke_run: Path, cluster_dir: Path, tmp_path: Path
+) -> None:
+    workdir = workflow_copy(tmp_path / "slurm-run")
+    proc = run_on_slurm(workdir, cluster_dir)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"SLURM run failed ({proc.returncode}):\n{output[-10000:]}"
+
+    # every job snakemake scheduled (target rules run locally and have no command) went to SLURM
+    jobs = {int(jobid): (rule, kind) for kind, rule, jobid in JOB_BLOCK.findall(output)}
+    remote = {jobid: rule for jobid, (rule, kind) in jobs.items() if not kind.startswith("local")}
+    assert remote, f"no job was scheduled:\n{output[-5000:]}"
+    slurm_ids: dict[int, str] = {}
+    for jobid, slurm_id, log in SUBMITTED.findall(output):
+        slurm_ids[int(jobid)] = slurm_id  # a retried job keeps its last submission
+        assert Path(log).is_file(), f"no SLURM log {log}"
+    assert set(slurm_ids) == set(remote), f"jobs not submitted to SLURM: {sorted(set(remote) - set(slurm_ids))}"
+    assert "results/logs/slurm/" in next(iter(SUBMITTED.findall(output)))[2]
+
+    # ... and SLURM itself ran each to completion
+    states = dict(QUEUE_LINE.findall(output.split("== squeue ==")[-1]))
+    for jobid, rule in sorted(remote.items()):
+        assert states.get(slurm_ids[jobid]) == "COMPLETED", f"{rule}: SLURM job {slurm_ids[jobid]} is {states.get(slurm_ids[jobid])}"
+    print("SLURM job ids:", ", ".join(f"{remote[j]}={slurm_ids[j]}" for j in sorted(remote)))
+
+    compared, diffs = compare_results(smoke_run / "results", workdir / "results")
+    assert not diffs, "SLURM results differ from the local run:\n" + "\n".join(diffs[:50])
+    assert compared, "no result files to compare"
+    print(f"{len(compared)} result files equal to the local run's")
+
+
+# --- the comparison itself must be able to fail ----------------------------------------------
+def test_comparison_sees_a_changed_number_but_not_provenance(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from tsdcls.common.io import write_csv, write_json
+
+    local, remote = tmp_path / "local", tmp_path / "remote"
+    frame = pd.DataFrame({"n": [8, 16], "gain": [0.5, 0.25], "seconds": [1.0, 2.0]})
+    for root, host, seconds in ((local, "a", [1.0, 2.0]), (remote, "b", [3.0, 4.0])):
+        write_csv(root / "theory/gain.csv", frame.assign(seconds=seconds), {"host": host})
+        write_json(root / "theory/checks.json", {"ok": True, "max": 0.1, "evaluation_time": seconds[0]}, {"host": host})
+        write_json(root / "logs/x.json", {"ignored": host}, {})
+    compared, diffs = compare_results(local, remote)
+    assert compared == {"theory/gain.csv", "theory/checks.json"} and diffs == []
+
+    write_csv(remote / "theory/gain.csv", frame.assign(gain=[0.5, 0.2500001]), {"host": "b"})
+    write_json(remote / "extra.json", {}, {})
+    _, diffs = compare_results(local, remote)
+    assert any("gain" in d for d in diffs) and "only in the SLURM run: extra.json" in diffs
+
+
+def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
+    """`--profile workflow/profiles/slurm -n` builds the DAG (no cluster needed)."""
+    workdir = workflow_copy(tmp_path / "dry")
+    env = workflow_env()
+    for configfiles in ((), ("workflow/presets/paper.yaml",)):
+        cmd = [*snakemake_cmd(), "--profile", PROFILE, "-n"]
+        if configfiles:
+            cmd += ["--configfile", *configfiles]
+        proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+def test_resources_reach_sbatch_names(tmp_path: Path) -> None:
+    """Partition, account, QoS and GPU model from config become the plugin's resource names."""
+    workdir = workflow_copy(tmp_path / "res")
+    overlay = {"resources": {
+        "slurm": {"partition": "batch", "account": "proj7", "qos": "high", "gpu_type": "a100"},
+        "rules": {"theory_synthetic": {"gpus": 2, "slurm_partition": "gpu", "runtime": 77}},
+    }}
+    (workdir / "res.yaml").write_text(yaml.safe_dump(overlay))
+    cmd = [*snakemake_cmd(), "--profile", PROFILE, "-n", "-p", "--configfile", SMOKE_PRESET, "res.yaml",
+           "--set-resources", "theory_checks:slurm_partition=short"]
+    proc = subprocess.run(cmd, cwd=workdir, env=workflow_env(), capture_output=True, text=True, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    blocks = {rule: body for rule, body in re.findall(r"^rule (\w+):\n((?:[ \t]+.*\n)+)", output, re.MULTILINE)}
+    synthetic = blocks["theory_synthetic"]
+    for expected in ("gres=gpu:a100:2", "slurm_partition=gpu", "runtime=77", "slurm_account=proj7", "qos=high"):
+        assert expected in synthetic, synthetic
+    assert "slurm_partition=short" in blocks["theory_checks"]
+    assert "gres=" not in blocks["theory_checks"] and "slurm_partition=batch" in blocks["theory_real_attention"]
+
