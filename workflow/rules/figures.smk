@@ -36,7 +36,180 @@ if enabled("theory"):
 
 # --- tempscale figures ------------------------------------------------------------------------
 
+# tasks (mteb tasks and ablations): figures and the ablation table from results/tempscale/ablation.csv
+
+
+rule figure_tempscale_passkey_needle:
+    """Passkey and needle accuracy vs document length: tau = 1 vs TempScale variants."""
+    input:
+        ablation="results/tempscale/ablation.csv",
+    output:
+        png=report(
+            "results/figures/tempscale_passkey_needle.png",
+            caption="../report/tempscale_passkey_needle.rst",
+            category="TempScale",
+        ),
+        pdf="results/figures/tempscale_passkey_needle.pdf",
+    params:
+        io=job_io,
+    log:
+        log_path("figure_tempscale_passkey_needle"),
+    benchmark:
+        bench_path("figure_tempscale_passkey_needle")
+    threads: 1
+    resources:
+        **rule_resources("figure_tempscale_passkey_needle"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-tempscale-passkey-needle", "figures")
+
+
+rule figure_tempscale_tau_sweep:
+    """Change of each task's main score vs tau (all layers), per length; adaptive tau dotted."""
+    input:
+        ablation="results/tempscale/ablation.csv",
+    output:
+        png=report(
+            "results/figures/tempscale_tau_sweep.png",
+            caption="../report/tempscale_tau_sweep.rst",
+            category="TempScale",
+        ),
+        pdf="results/figures/tempscale_tau_sweep.pdf",
+    params:
+        io=job_io,
+    log:
+        log_path("figure_tempscale_tau_sweep"),
+    benchmark:
+        bench_path("figure_tempscale_tau_sweep")
+    threads: 1
+    resources:
+        **rule_resources("figure_tempscale_tau_sweep"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-tempscale-tau-sweep", "figures")
+
+
+rule table_tempscale_ablation:
+    """Markdown/LaTeX ablation table: score and change vs tau = 1 per variant, * = significant."""
+    input:
+        ablation="results/tempscale/ablation.csv",
+    output:
+        md="results/tables/tempscale_ablation.md",
+        tex="results/tables/tempscale_ablation.tex",
+    params:
+        io=job_io,
+    log:
+        log_path("table_tempscale_ablation"),
+    benchmark:
+        bench_path("table_tempscale_ablation")
+    threads: 1
+    resources:
+        **rule_resources("table_tempscale_ablation"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("table-tempscale-ablation", "figures")
+
+
+if enabled("tempscale"):
+    FIGURE_TARGETS += [
+        *rules.figure_tempscale_tau_sweep.output,
+        *rules.table_tempscale_ablation.output,
+    ]
+    _ts_tasks = config["tempscale"]["tasks"]
+    if _ts_tasks["passkey"]["enabled"] or _ts_tasks["needle"]["enabled"]:
+        FIGURE_TARGETS += rules.figure_tempscale_passkey_needle.output
+
 # --- dcls figures -----------------------------------------------------------------------------
+
+
+def dcls_kernel_inputs(wildcards) -> list[str]:
+    """kernels.json of the runs named in dcls.figures.kernel_runs, at the first seed."""
+    seed = config["dcls"]["seeds"][0]
+    return [
+        "results/dcls/runs/{family}/{variant}/k{kernel_count}_d{dks}/seed{seed}/kernels.json".format(seed=seed, **run)
+        for run in config["dcls"]["figures"]["kernel_runs"]
+    ]
+
+
+rule figure_dcls_accuracy:
+    """Top-1 per conv variant (mean ± std over seeds) and top-1 under corruption by severity."""
+    input:
+        ablation="results/dcls/ablation.csv",
+        robustness="results/dcls/robustness.csv",
+    output:
+        png=report("results/figures/dcls_accuracy.png", caption="../report/dcls_accuracy.rst", category="DCLS"),
+        pdf="results/figures/dcls_accuracy.pdf",
+    params:
+        io=job_io,
+    log:
+        log_path("figure_dcls_accuracy"),
+    benchmark:
+        bench_path("figure_dcls_accuracy")
+    threads: 1
+    resources:
+        **rule_resources("figure_dcls_accuracy"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-dcls-accuracy", "figures")
+
+
+rule figure_dcls_kernels:
+    """Learned DCLS kernels (tap positions and interpolated weights), first layer of each stage."""
+    input:
+        kernels=dcls_kernel_inputs,
+    output:
+        png=report("results/figures/dcls_kernels.png", caption="../report/dcls_kernels.rst", category="DCLS"),
+        pdf="results/figures/dcls_kernels.pdf",
+    params:
+        io=job_io,
+    log:
+        log_path("figure_dcls_kernels"),
+    benchmark:
+        bench_path("figure_dcls_kernels")
+    threads: 1
+    resources:
+        **rule_resources("figure_dcls_kernels"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-dcls-kernels", "figures")
+
+
+rule figure_dcls_throughput:
+    """Top-1 vs inference throughput, and training step time per grid cell."""
+    input:
+        ablation="results/dcls/ablation.csv",
+    output:
+        png=report("results/figures/dcls_throughput.png", caption="../report/dcls_throughput.rst", category="DCLS"),
+        pdf="results/figures/dcls_throughput.pdf",
+    params:
+        io=job_io,
+    log:
+        log_path("figure_dcls_throughput"),
+    benchmark:
+        bench_path("figure_dcls_throughput")
+    threads: 1
+    resources:
+        **rule_resources("figure_dcls_throughput"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-dcls-throughput", "figures")
+
+
+if enabled("dcls"):
+    FIGURE_TARGETS += [
+        *rules.figure_dcls_accuracy.output,
+        *rules.figure_dcls_kernels.output,
+        *rules.figure_dcls_throughput.output,
+        "results/tables/dcls_ablation.md",
+        "results/tables/dcls_ablation.tex",
+    ]
+
 
 # --- tables and report ------------------------------------------------------------------------
 PUBLISHED_NUMBERS = "data/published_numbers.yaml"

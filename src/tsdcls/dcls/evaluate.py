@@ -97,6 +97,9 @@ def kernel_snapshot(model: nn.Module, max_channels: int = 8) -> list[dict[str, A
         dks = getattr(module, "dilated_kernel_size", None)
         layers.append({
             "layer": name_of.get(module, "?"),
+            "version": getattr(module, "version", "v0"),
+            # bilinear taps store (row, column); the Gaussian ones (column, row), as dcls 0.1.1
+            "axes": "col,row" if getattr(module, "version", "v0") == "gauss" else "row,col",
             "dilated_kernel_size": list(dks) if isinstance(dks, tuple | list) else dks,
             "kernel_count": int(positions.shape[-1]),
             "positions": positions.detach()[:, :channels, 0, :].cpu().tolist(),  # (2, channels, K)
