@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "theory-real-attention": ("theory", "tsdcls.theory.real_attention:run_real_attention"),
     "theory-summary": ("theory", "tsdcls.theory.checks:run_summary"),
     # tempscale
+    "tempscale-collapse": ("tempscale", "tsdcls.tempscale.collapse:run_collapse"),
     # dcls
     "dcls-train": ("dcls", "tsdcls.dcls.train:run_train"),
     "dcls-evaluate": ("dcls", "tsdcls.dcls.evaluate:run_evaluate"),
@@ -38,6 +39,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "figure-dcls-kernels": ("figures", "tsdcls.figures.dcls:run_kernel_figure"),
     "figure-dcls-throughput": ("figures", "tsdcls.figures.dcls:run_throughput_figure"),
     # figures
+    "figure-tempscale-collapse": ("figures", "tsdcls.figures.tempscale_collapse:run_collapse_figure"),
     "table-paper-vs-reproduced": ("figures", "tsdcls.figures.paper_compare:run_paper_vs_reproduced"),
 }
 

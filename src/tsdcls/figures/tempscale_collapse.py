@@ -1,0 +1,94 @@
+"""Length-collapse figure (the TempScale paper's Figure 1 and friends), from the collapse CSVs only.
+
+Panels per model: (a) mean pairwise cosine of a bin's embeddings vs its mean token count, tau = 1
+against each TempScale tau (nested windows solid, natural paragraphs dotted); (b) the change
+TempScale makes to that cosine per bin; (c) sigma_a per layer vs length at tau = 1 (solid) and
+at the smallest tau (dashed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tsdcls.common.config import ConfigError
+from tsdcls.common.io import read_csv, save_figure
+
+SIMILARITY_COLUMNS = {"model", "tau", "kind", "bin", "bin_lo", "mean_tokens", "mean_pairwise_cosine", "n_texts"}
+ATTENTION_COLUMNS = {"model", "tau", "bin", "bin_lo", "layer", "mean_tokens", "sigma_a_mean"}
+
+
+def _read(path: Any, needed: set[str]) -> Any:
+    frame = read_csv(path)
+    missing = needed - set(frame.columns)
+    if missing and len(frame):
+        raise ConfigError(f"{path}: missing columns {sorted(missing)}")
+    return frame
+
+
+def _tau_name(tau: float) -> str:
+    return "tau=1" if tau == 1.0 else f"τ={tau:g}"
+
+
+def run_collapse_figure(job: Any) -> None:
+    """Verb figure-tempscale-collapse: results/figures/tempscale_collapse.png/.pdf."""
+    import matplotlib.pyplot as plt
+
+    from tsdcls.figures.style import PALETTE, finish, label_axes, new_figure, series_style
+
+    similarity = _read(job.input("similarity"), SIMILARITY_COLUMNS)
+    attention = _read(job.input("attention"), ATTENTION_COLUMNS)
+    if similarity.empty:
+        raise ConfigError(f"{job.input('similarity')}: no rows (config keys 'tempscale.models', 'tempscale.collapse')")
+    models = list(dict.fromkeys(similarity["model"]))
+    fig, axes = new_figure(ncols=3, nrows=len(models), width=3.5, height=2.9)
+    for row, model in enumerate(models):
+        sim = similarity[similarity["model"] == model]
+        taus = sorted(set(sim["tau"]), reverse=True)
+        ax = axes[row, 0]
+        for tau in taus:
+            style = series_style(_tau_name(tau) if tau == 1.0 else f"tempscale-{tau:g}")
+            for kind, linestyle in (("window", style["linestyle"]), ("natural", ":")):
+                part = sim[(sim["tau"] == tau) & (sim["kind"] == kind)].sort_values("bin_lo")
+                if part.empty:
+                    continue
+                label = _tau_name(tau) + ("" if kind == "window" else " (paragraphs)")
+                ax.plot(part["mean_tokens"], part["mean_pairwise_cosine"], label=label,
+                        color=style["color"], marker=style["marker"], linestyle=linestyle)
+        ax.set_xscale("log", base=2)
+        label_axes(ax, ("text length", "tokens"), ("mean pairwise cosine", None), f"{model}: collapse")
+        ax.legend(loc="best")
+
+        ax = axes[row, 1]
+        base = sim[(sim["tau"] == 1.0) & (sim["kind"] == "window")].set_index("bin")["mean_pairwise_cosine"]
+        for tau in [t for t in taus if t != 1.0]:
+            part = sim[(sim["tau"] == tau) & (sim["kind"] == "window")].sort_values("bin_lo")
+            style = series_style(f"tempscale-{tau:g}")
+            ax.plot(part["mean_tokens"], part["mean_pairwise_cosine"].to_numpy() - base.loc[part["bin"]].to_numpy(),
+                    label=_tau_name(tau), color=style["color"], marker=style["marker"])
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        label_axes(ax, ("text length", "tokens"), ("Δ cosine vs tau=1", None), "TempScale effect (windows)")
+        if len(taus) > 2:
+            ax.legend(loc="best")
+
+        ax = axes[row, 2]
+        att = attention[attention["model"] == model] if len(attention) else attention
+        if len(att):
+            low = min(att["tau"])
+            layers = sorted(set(att["layer"]))
+            for layer in layers:
+                color = PALETTE[layer % (len(PALETTE) - 1)]
+                for tau, linestyle in ((1.0, "-"), (low, "--")):
+                    part = att[(att["tau"] == tau) & (att["layer"] == layer)].sort_values("bin_lo")
+                    if part.empty or (tau == low and low == 1.0):
+                        continue
+                    ax.plot(part["mean_tokens"], part["sigma_a_mean"], color=color, linestyle=linestyle, marker="o",
+                            markersize=3, label=f"layer {layer}" if tau == 1.0 else None)
+            ax.set_xscale("log", base=2)
+            ax.legend(loc="best", ncol=2, title=f"solid τ=1, dashed τ={low:g}", title_fontsize=7)
+        label_axes(ax, ("text length", "tokens"), ("σ_a = ||(I−J)A(I−J)||₂", None), "attention high-frequency gain")
+    scales = sorted(set(similarity.attrs.get("provenance", {}).get("scale", "?") for _ in [0]))
+    prov = job.prov(scale=",".join(scales), sources=[str(job.input("similarity")), str(job.input("attention"))])
+    finish(fig, prov)
+    save_figure(fig, job.output("png").with_suffix(""), prov)
+    plt.close(fig)

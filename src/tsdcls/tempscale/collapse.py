@@ -1,0 +1,360 @@
+"""Length-induced embedding collapse (the TempScale paper's Figure 1), with and without TempScale.
+
+Real texts are binned by token length: nested windows of the same Wikipedia articles and
+Shakespeare plays at several lengths (so bins differ by length only), and natural Wikipedia
+paragraphs at their own length. Per bin and tau we measure how alike the embeddings are (mean
+pairwise cosine, mean cosine to the bin centroid, entropy effective rank), and per layer the
+attention's high-frequency gain sigma_a = ||(I-J)A(I-J)||_2 (tsdcls.common.lowpass), averaged
+over heads and texts. Texts are tokenised once; each tau only reruns the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tsdcls.common.config import ConfigError, require
+from tsdcls.common.io import write_csv, write_json
+from tsdcls.common.job import Job
+from tsdcls.common.lowpass import high_frequency_gain
+from tsdcls.common.seeding import derive_seed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LengthBin:
+    """Token counts (incl. the model's special tokens) in [lo, hi)."""
+
+    lo: int
+    hi: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.lo}-{self.hi}"
+
+    def holds(self, n_tokens: int) -> bool:
+        return self.lo <= n_tokens < self.hi
+
+
+@dataclass(frozen=True)
+class CollapseText:
+    """One text of the analysis: where it comes from and how many tokens the model sees."""
+
+    kind: str  # "window" (nested windows of one document) or "natural" (a paragraph as written)
+    source: str  # "wikipedia" or "shakespeare"
+    doc: str
+    bin: str
+    n_tokens: int
+    text: str
+
+
+# --- tokenise once, encode for every tau ----------------------------------------------------
+
+
+@dataclass
+class Pretokenized:
+    """Padded feature batches of texts sorted by exact token count, and the way back."""
+
+    batches: list[dict[str, Any]]
+    order: list[int]  # order[k] = index in the input list of the k-th sorted text
+    n_tokens: list[int]  # per input text (after truncation to max_seq_length)
+
+
+def pretokenize(model: Any, texts: Sequence[str], batch_size: int = 16) -> Pretokenized:
+    """Tokenise ``texts`` once with the model's own preprocessing, in length-sorted batches.
+
+    sentence-transformers sorts by character count (a proxy); sorting by the exact token count
+    keeps padding minimal, and reusing the batches for every tau skips re-tokenisation.
+    """
+    tokenizer = model.tokenizer
+    limit = model.max_seq_length
+    counts = [min(len(ids), limit) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: (-counts[i], i))
+    batches = [
+        dict(model.preprocess([texts[i] for i in order[start : start + batch_size]]))
+        for start in range(0, len(order), batch_size)
+    ]
+    return Pretokenized(batches=batches, order=order, n_tokens=counts)
+
+
+@torch.no_grad()
+def encode_pretokenized(model: Any, pre: Pretokenized, device: str = "cpu", progress: str | None = None) -> torch.Tensor:
+    """Sentence embeddings (input order, float32 on CPU) from pre-tokenised batches."""
+    model.eval()
+    chunks = []
+    for features in tqdm(pre.batches, desc=progress, disable=progress is None, leave=False):
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
+        chunks.append(model(moved)["sentence_embedding"].float().cpu())
+    sorted_embeddings = torch.cat(chunks)
+    embeddings = torch.empty_like(sorted_embeddings)
+    embeddings[torch.tensor(pre.order)] = sorted_embeddings
+    return embeddings
+
+
+# --- similarity statistics ------------------------------------------------------------------
+
+
+def mean_pairwise_cosine(embeddings: torch.Tensor) -> float:
+    """Mean cosine over all pairs i < j (collapse: close to 1)."""
+    unit = torch.nn.functional.normalize(embeddings.double(), dim=-1)
+    n = unit.shape[0]
+    if n < 2:
+        return math.nan
+    gram = unit @ unit.T
+    return float((gram.sum() - gram.diagonal().sum()) / (n * (n - 1)))
+
+
+def mean_centroid_cosine(embeddings: torch.Tensor) -> float:
+    """Mean cosine of each embedding to the mean embedding of its bin."""
+    unit = torch.nn.functional.normalize(embeddings.double(), dim=-1)
+    centroid = torch.nn.functional.normalize(unit.mean(dim=0), dim=0)
+    return float((unit @ centroid).mean())
+
+
+def effective_rank(embeddings: torch.Tensor) -> float:
+    """Roy & Vetterli (2007): exp of the entropy of the normalised singular values (uncentred)."""
+    singular = torch.linalg.svdvals(torch.nn.functional.normalize(embeddings.double(), dim=-1))
+    p = singular / singular.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+# --- texts ----------------------------------------------------------------------------------
+
+
+def parse_bins(raw: Sequence[Sequence[int]], max_tokens: int) -> list[LengthBin]:
+    """Config bins -> LengthBin list; bins beyond the model's positions are dropped (logged)."""
+    bins = []
+    for item in raw:
+        if len(item) != 2 or not 0 < int(item[0]) < int(item[1]):
+            raise ConfigError(f"config key 'tempscale.collapse.bins': each bin is [lo, hi) with 0 < lo < hi, got {item}")
+        lo, hi = int(item[0]), int(item[1])
+        if lo >= max_tokens:
+            logger.warning("bin %d-%d skipped: the model sees at most %d tokens", lo, hi, max_tokens)
+            continue
+        bins.append(LengthBin(lo, min(hi, max_tokens + 1)))
+    if not bins:
+        raise ConfigError("config key 'tempscale.collapse.bins': no bin fits the model's max_seq_length")
+    return bins
+
+
+def _documents(sources: Sequence[str], min_words: int) -> list[tuple[str, str, str]]:
+    """(source, doc id, text) of every long-enough document, in a stable order."""
+    from tsdcls.tempscale import corpora
+
+    docs: list[tuple[str, str, str]] = []
+    for source in sources:
+        if source == "wikipedia":
+            docs += [("wikipedia", a.title, a.body) for a in corpora.wiki_articles() if len(a.body.split()) >= min_words]
+        elif source == "shakespeare":
+            docs += [("shakespeare", name, text) for name, text in corpora.shakespeare_plays() if len(text.split()) >= min_words]
+        else:
+            raise ConfigError(f"config key 'tempscale.collapse.sources': unknown source {source!r} (wikipedia, shakespeare)")
+    return docs
+
+
+def window_texts(tokenizer: Any, bins: Sequence[LengthBin], sources: Sequence[str], n_docs: int, seed: int) -> list[CollapseText]:
+    """Nested windows: from each of ``n_docs`` documents, one window per bin, all starting at
+    the same (random) token of that document, so bins differ by length alone."""
+    special = tokenizer.num_special_tokens_to_add()
+    longest = max(b.hi for b in bins) - 1
+    rng = np.random.default_rng(derive_seed(seed, "collapse-windows"))
+    docs = _documents(sources, min_words=longest)
+    per_source = {s: [d for d in docs if d[0] == s] for s in sources}
+    chosen: list[tuple[str, str, str]] = []
+    for k in range(n_docs):  # round-robin over sources: each gets an equal share
+        pool = per_source[sources[k % len(sources)]]
+        if not pool:
+            raise ConfigError(f"config key 'tempscale.collapse.sources': no {sources[k % len(sources)]} document is long enough")
+        chosen.append(pool.pop(int(rng.integers(len(pool)))))
+    texts = []
+    for source, doc, body in chosen:
+        words = body.split()
+        ids = tokenizer(" ".join(words[: 4 * longest]), add_special_tokens=False)["input_ids"]
+        start = int(rng.integers(0, max(1, len(ids) - longest)))
+        for length_bin in bins:
+            target = int(rng.integers(length_bin.lo, length_bin.hi)) - special
+            text = tokenizer.decode(ids[start : start + max(1, target)], skip_special_tokens=True)
+            n_tokens = len(tokenizer(text)["input_ids"])
+            if n_tokens >= length_bin.hi:  # re-tokenised decode can grow by a token or two
+                cut = ids[start : start + max(1, target - (n_tokens - length_bin.hi + 1))]
+                text = tokenizer.decode(cut, skip_special_tokens=True)
+                n_tokens = len(tokenizer(text)["input_ids"])
+            texts.append(CollapseText("window", source, doc, length_bin.label, n_tokens, text))
+    return texts
+
+
+def natural_texts(tokenizer: Any, bins: Sequence[LengthBin], per_bin: int, seed: int) -> list[CollapseText]:
+    """Wikipedia paragraphs as written (lead and body), binned by their own token count."""
+    from tsdcls.tempscale import corpora
+
+    paragraphs = [
+        (a.title, p) for a in corpora.wiki_articles() for p in [a.lead, *a.body.split("\n\n")] if len(p.split()) >= 3
+    ]
+    counts = [len(ids) for ids in tokenizer([p for _, p in paragraphs])["input_ids"]]
+    rng = np.random.default_rng(derive_seed(seed, "collapse-natural"))
+    texts = []
+    for length_bin in bins:
+        members = [i for i, n in enumerate(counts) if length_bin.holds(n)]
+        picked = sorted(rng.choice(members, size=min(per_bin, len(members)), replace=False).tolist()) if members else []
+        if len(picked) < per_bin:
+            logger.info("natural bin %s: %d of %d paragraphs available", length_bin.label, len(picked), per_bin)
+        texts += [
+            CollapseText("natural", "wikipedia", paragraphs[i][0], length_bin.label, counts[i], paragraphs[i][1]) for i in picked
+        ]
+    return texts
+
+
+# --- the analysis ---------------------------------------------------------------------------
+
+
+def similarity_rows(model_name: str, tau: float, texts: Sequence[CollapseText], embeddings: torch.Tensor) -> list[dict[str, Any]]:
+    """One row per (kind, bin): how collapsed the bin's embeddings are."""
+    rows = []
+    groups: dict[tuple[str, str], list[int]] = {}
+    for index, item in enumerate(texts):
+        groups.setdefault((item.kind, item.bin), []).append(index)
+    for (kind, label), members in groups.items():
+        if len(members) < 2:
+            continue
+        emb = embeddings[members]
+        lo, hi = (int(x) for x in label.split("-"))
+        rows.append(
+            {
+                "model": model_name, "tau": tau, "kind": kind, "bin": label, "bin_lo": lo, "bin_hi": hi,
+                "n_texts": len(members),
+                "mean_tokens": float(np.mean([texts[i].n_tokens for i in members])),
+                "mean_pairwise_cosine": mean_pairwise_cosine(emb),
+                "mean_centroid_cosine": mean_centroid_cosine(emb),
+                "effective_rank": effective_rank(emb),
+            }
+        )
+    return rows
+
+
+@torch.no_grad()
+def attention_gains(hf_model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, device: str, exact_max_n: int, iters: int) -> np.ndarray:
+    """sigma_a per (text, layer), averaged over heads; each text alone (no padding in A)."""
+    gains = []
+    for text in texts:
+        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt").to(device)
+        out = hf_model(**enc, output_attentions=True)
+        if not out.attentions or out.attentions[0] is None:
+            raise RuntimeError("the attention model returned no attention probabilities (needs eager attention)")
+        gains.append([float(high_frequency_gain(a[0].cpu(), exact_max_n=exact_max_n, iters=iters).mean()) for a in out.attentions])
+    return np.asarray(gains, dtype=float)
+
+
+def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], seed: int, device: str) -> tuple[list[dict], list[dict], list[dict]]:
+    """Similarity rows, attention rows and text rows for one encoder."""
+    from sentence_transformers import SentenceTransformer
+
+    from tsdcls.tempscale.patch import _position_limit, apply_tempscale, load_encoder, remove_tempscale
+
+    probe = load_encoder(model_name, device=device)
+    limit = _position_limit(probe) or probe.max_seq_length
+    max_len = int(min(cfg["max_seq_length"], limit))
+    probe.max_seq_length = max_len
+    tokenizer = probe.tokenizer
+    bins = parse_bins(cfg["bins"], max_len)
+    sources = list(cfg["sources"])
+    texts = window_texts(tokenizer, bins, sources, int(cfg["windows_per_bin"]), seed)
+    if int(cfg["natural_per_bin"]) > 0:
+        texts += natural_texts(tokenizer, bins, int(cfg["natural_per_bin"]), seed)
+    pre = pretokenize(probe, [t.text for t in texts], batch_size=int(cfg["batch_size"]))
+
+    # sigma_a needs the attention probabilities, which only the eager kernel returns; a second
+    # copy keeps the embeddings above on the model's own (SDPA) path.
+    eager = SentenceTransformer(_path(model_name), device=device, model_kwargs={"attn_implementation": "eager"})
+    eager_hf = eager[0].auto_model
+    k = int(cfg["attention_texts_per_bin"])
+    windows = [t for t in texts if t.kind == "window"]
+    attention_sets = {b.label: [t for t in windows if t.bin == b.label][:k] for b in bins}
+
+    similarity, attention = [], []
+    for tau in tqdm(taus, desc=f"collapse {model_name}", leave=False):
+        apply_tempscale(probe, tau)
+        embeddings = encode_pretokenized(probe, pre, device=device)
+        remove_tempscale(probe)
+        similarity += similarity_rows(model_name, tau, texts, embeddings)
+        if k == 0:
+            continue
+        apply_tempscale(eager, tau)
+        for label, members in attention_sets.items():
+            gains = attention_gains(eager_hf, tokenizer, [t.text for t in members], max_len, device,
+                                    int(cfg["sigma_exact_max_tokens"]), int(cfg["sigma_power_iters"]))
+            for layer in range(gains.shape[1]):
+                attention.append({
+                    "model": model_name, "tau": tau, "bin": label,
+                    "bin_lo": int(label.split("-")[0]), "bin_hi": int(label.split("-")[1]), "layer": layer,
+                    "n_texts": gains.shape[0], "mean_tokens": float(np.mean([t.n_tokens for t in members])),
+                    "sigma_a_mean": float(gains[:, layer].mean()),
+                    "sigma_a_std": float(gains[:, layer].std(ddof=1)) if gains.shape[0] > 1 else 0.0,
+                })
+        remove_tempscale(eager)
+    text_rows = [{"model": model_name, **{k2: v for k2, v in asdict(t).items() if k2 != "text"}, "preview": t.text[:60]} for t in texts]
+    return similarity, attention, text_rows
+
+
+def _path(model_name: str) -> str:
+    from tsdcls.common.assets import model_path
+
+    return model_path(model_name)
+
+
+def collapse_checks(similarity: Any) -> dict[str, Any]:
+    """Per model and kind: does similarity grow with length at tau = 1, and does TempScale lower it
+    in the longest bin? Recorded as measured (booleans and numbers), never enforced."""
+    import pandas as pd
+
+    checks: dict[str, Any] = {}
+    for (model, kind), frame in similarity.groupby(["model", "kind"]):
+        base = frame[frame["tau"] == 1.0].sort_values("bin_lo")
+        if len(base) < 2:
+            continue
+        rho = float(pd.Series(base["bin_lo"].to_numpy()).corr(pd.Series(base["mean_pairwise_cosine"].to_numpy()), method="spearman"))
+        longest = base["bin"].iloc[-1]
+        at_longest = frame[frame["bin"] == longest].set_index("tau")["mean_pairwise_cosine"]
+        checks[f"{model}/{kind}"] = {
+            "spearman_length_vs_cosine_tau1": rho,
+            "cosine_shortest_bin_tau1": float(base["mean_pairwise_cosine"].iloc[0]),
+            "cosine_longest_bin_tau1": float(base["mean_pairwise_cosine"].iloc[-1]),
+            "collapse_grows_with_length": bool(base["mean_pairwise_cosine"].iloc[-1] > base["mean_pairwise_cosine"].iloc[0]),
+            "longest_bin_cosine_by_tau": {str(t): float(v) for t, v in at_longest.items()},
+            "tempscale_lowers_longest_bin_cosine": {
+                str(t): bool(v < at_longest.get(1.0, math.nan)) for t, v in at_longest.items() if t != 1.0
+            },
+        }
+    return checks
+
+
+def run_collapse(job: Job) -> None:
+    """Verb tempscale-collapse: CSVs of similarity per bin and sigma_a per layer, and checks."""
+    import pandas as pd
+
+    cfg = dict(require(job.config, "collapse"))
+    models = list(require(job.config, "models"))
+    taus = sorted({1.0, *(float(t) for t in require(job.config, "taus"))}, reverse=True)
+    if any(t <= 0 for t in taus):
+        raise ConfigError(f"config key 'tempscale.taus': temperatures must be positive, got {taus}")
+    similarity, attention, texts = [], [], []
+    for model_name in models:
+        sim, att, txt = analyse_model(model_name, cfg, taus, job.seed, job.device)
+        similarity += sim
+        attention += att
+        texts += txt
+    sim_frame, att_frame = pd.DataFrame(similarity), pd.DataFrame(attention)
+    text_frame = pd.DataFrame(texts)
+    prov = job.prov(max_seq_length=cfg["max_seq_length"], taus=taus, models=models)
+    write_csv(job.output("similarity"), sim_frame, prov)
+    write_csv(job.output("attention"), att_frame, prov)
+    write_csv(job.output("texts"), text_frame, prov)
+    write_json(job.output("checks"), {"checks": collapse_checks(sim_frame), "taus": taus, "models": models}, prov)
