@@ -28,27 +28,62 @@ def doubly_centered(attn: torch.Tensor) -> torch.Tensor:
     return centered_rows - centered_rows.mean(dim=-1, keepdim=True)
 
 
-def high_frequency_gain(attn: torch.Tensor, exact_max_n: int = 1024, iters: int = 200) -> torch.Tensor:
+def high_frequency_gain(attn: torch.Tensor, exact_max_n: int = 256, iters: int = 200) -> torch.Tensor:
     """sigma_a = ||(I-J) A (I-J)||_2 over the last two dims (batched, float64 inside).
 
-    Exact singular values up to ``exact_max_n`` tokens; beyond that power iteration on M^T M,
-    which converges from below, so the value returned is never above the true sigma_a by more
-    than rounding.
+    Exact singular values up to ``exact_max_n`` tokens. Beyond that, Lanczos (ARPACK, via
+    :func:`top_singular_triplet`) on CPU, or block power iteration on other devices; both
+    return a Ritz value, which lies inside the spectrum, so the value is never above the true
+    sigma_a by more than rounding. Lanczos is ~10x faster than a full SVD at n = 512 and
+    matches it to ~1e-15 (tests/test_lowpass.py).
     """
     matrix = doubly_centered(attn.to(torch.float64))
     n = matrix.shape[-1]
     if n <= exact_max_n:
         return torch.linalg.matrix_norm(matrix, ord=2)
+    if matrix.device.type != "cpu":
+        return _block_power_gain(matrix, iters)
+    flat = matrix.reshape(-1, n, n)
+    gains = [top_singular_triplet(m, exact_max_n=exact_max_n)[0] for m in flat]
+    return torch.tensor(gains, dtype=torch.float64).reshape(matrix.shape[:-2])
+
+
+def top_singular_triplet(
+    matrix: torch.Tensor, exact_max_n: int = 256, tol: float = 1e-10
+) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Largest singular value of one square matrix with its left/right singular vectors (CPU).
+
+    Exact SVD up to ``exact_max_n``; beyond, ARPACK Lanczos with a fixed random start vector
+    (deterministic; a constant start would lie in the null space of a doubly centred matrix).
+    """
+    matrix = matrix.detach().to("cpu", torch.float64)
+    n = matrix.shape[-1]
+    if n <= exact_max_n:
+        left, values, right_t = torch.linalg.svd(matrix)
+        return float(values[0]), left[:, 0], right_t[0]
+    import numpy as np
+    from scipy.sparse.linalg import svds
+
+    start = np.random.default_rng(12345).standard_normal(n)
+    left, values, right_t = svds(matrix.numpy(), k=1, v0=start, tol=tol, solver="arpack")
+    return float(values[0]), torch.from_numpy(left[:, 0].copy()), torch.from_numpy(right_t[0].copy())
+
+
+def _block_power_gain(matrix: torch.Tensor, iters: int, block: int = 8) -> torch.Tensor:
+    """Subspace iteration on M^T M without forming it (GPU path); Rayleigh-Ritz estimate."""
+    n = matrix.shape[-1]
     gen = torch.Generator().manual_seed(0)
-    vec = torch.randn(*matrix.shape[:-2], n, 1, generator=gen, dtype=matrix.dtype)
-    vec = vec.to(matrix.device)
-    gram = matrix.transpose(-1, -2) @ matrix
-    norm = torch.ones(matrix.shape[:-2], dtype=matrix.dtype, device=matrix.device)
+    basis = torch.randn(*matrix.shape[:-2], n, block, generator=gen, dtype=matrix.dtype)
+    basis = torch.linalg.qr(basis.to(matrix.device))[0]
+    previous = torch.zeros(matrix.shape[:-2], dtype=matrix.dtype, device=matrix.device)
+    estimate = previous
     for _ in range(iters):
-        vec = gram @ vec
-        norm = torch.linalg.vector_norm(vec, dim=(-2, -1))
-        vec = vec / norm[..., None, None]
-    return torch.sqrt(torch.linalg.vector_norm(gram @ vec, dim=(-2, -1)))
+        basis = torch.linalg.qr(matrix.transpose(-1, -2) @ (matrix @ basis))[0]
+        estimate = torch.linalg.matrix_norm(matrix @ basis, ord=2)
+        if torch.all((estimate - previous).abs() <= 1e-12 * estimate):
+            break
+        previous = estimate
+    return estimate
 
 
 def attention_from_logits(logits: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
