@@ -36,6 +36,39 @@ if enabled("theory"):
 
 # --- tempscale figures ------------------------------------------------------------------------
 
+# collapse: cosine similarity and sigma_a vs length, tau = 1 vs TempScale (collapse CSVs only)
+
+
+rule figure_tempscale_collapse:
+    """Embedding collapse vs text length, TempScale's effect, and sigma_a per layer."""
+    input:
+        similarity="results/tempscale/collapse_similarity.csv",
+        attention="results/tempscale/collapse_attention.csv",
+    output:
+        png=report(
+            "results/figures/tempscale_collapse.png",
+            caption="../report/tempscale_collapse.rst",
+            category="TempScale",
+        ),
+        pdf="results/figures/tempscale_collapse.pdf",
+    params:
+        io=job_io,
+    log:
+        log_path("figure_tempscale_collapse"),
+    benchmark:
+        bench_path("figure_tempscale_collapse")
+    threads: 1
+    resources:
+        **rule_resources("figure_tempscale_collapse"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-tempscale-collapse", "figures")
+
+
+if enabled("tempscale"):
+    FIGURE_TARGETS += rules.figure_tempscale_collapse.output
+
 # tasks (mteb tasks and ablations): figures and the ablation table from results/tempscale/ablation.csv
 
 

@@ -28,7 +28,9 @@ PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 # Baselines are always grey-black and drawn first, so "the paper's method vs its baseline" reads
 # the same way in every figure.
-BASELINE_NAMES = frozenset({"dense", "baseline", "tau=1", "tau=1.0", "tau1", "tau_1", "tau = 1", "none"})
+BASELINE_NAMES = frozenset({
+    "dense", "baseline", "tau=1", "tau=1.0", "tau1", "tau_1", "tau = 1", "tau1-all", "none",
+})
 BASELINE_COLOR = "#333333"
 # Fixed colours for the variants that appear in several stages' figures.
 KNOWN_COLORS = {
