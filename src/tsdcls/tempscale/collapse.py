@@ -257,10 +257,15 @@ def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], s
     """Similarity rows, attention rows and text rows for one encoder."""
     from sentence_transformers import SentenceTransformer
 
-    from tsdcls.tempscale.patch import _position_limit, apply_tempscale, load_encoder, remove_tempscale
+    from tsdcls.tempscale.patch import (
+        apply_tempscale,
+        load_encoder,
+        position_limit,
+        remove_tempscale,
+    )
 
     probe = load_encoder(model_name, device=device)
-    limit = _position_limit(probe) or probe.max_seq_length
+    limit = position_limit(probe) or probe.max_seq_length
     max_len = int(min(cfg["max_seq_length"], limit))
     probe.max_seq_length = max_len
     tokenizer = probe.tokenizer

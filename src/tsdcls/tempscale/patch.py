@@ -545,7 +545,7 @@ def load_encoder(
         )
     model = SentenceTransformer(resolved, device=device)
     if max_seq_length is not None:
-        limit = _position_limit(model)
+        limit = position_limit(model)
         if limit is not None and max_seq_length > limit:
             raise ValueError(f"max_seq_length {max_seq_length} exceeds the model's {limit} positions")
         model.max_seq_length = int(max_seq_length)
@@ -561,7 +561,7 @@ def load_encoder(
     return model
 
 
-def _position_limit(model: Any) -> int | None:
+def position_limit(model: Any) -> int | None:
     """Usable positions of the first transformer (RoBERTa-style models reserve pad+1 slots)."""
     hf_model = _hf_models(model)[0]
     limit = getattr(hf_model.config, "max_position_embeddings", None)
@@ -570,3 +570,6 @@ def _position_limit(model: Any) -> int | None:
     if getattr(hf_model.config, "model_type", "") in {"roberta", "xlm-roberta", "camembert", "mpnet"}:
         limit -= 2
     return int(limit)
+
+
+_position_limit = position_limit  # older private name, kept for callers
