@@ -203,7 +203,7 @@ def build_model(family_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
             kwargs[key] = tuple(kwargs[key])
     try:
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **kwargs)
-    except (RuntimeError, TypeError) as err:
+    except (RuntimeError, TypeError, IndexError, ValueError) as err:
         raise ConfigError(f"config key 'dcls.families.*.arch/kwargs': timm cannot build {arch!r}: {err}") from err
     if family_cfg.get("small_input", False):
         _adapt_stem_for_small_images(model, int(family_cfg.get("small_input_stride", 1)))
@@ -315,19 +315,24 @@ def repulsion_loss(model: nn.Module, reference: torch.Tensor) -> torch.Tensor:
 # --- batches -------------------------------------------------------------------------------------
 
 
-def augment_batch(images: torch.Tensor, cfg: TrainConfig, seed: int) -> torch.Tensor:
-    """Random horizontal flip and padded random crop for in-memory data (own generator)."""
+def augment_batch(images: torch.Tensor, cfg: TrainConfig, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Random horizontal flip and padded random crop for in-memory data (own generator).
+
+    The random draws are made for the whole global batch and each rank takes its own rows
+    (``rank::world``), so a DDP run augments every image exactly as a single process would.
+    """
     if not cfg.flip and cfg.crop_padding <= 0:
         return images
     generator = torch.Generator().manual_seed(seed)
+    total = images.shape[0] * world
     out = images
     if cfg.flip:
-        flip = torch.rand(images.shape[0], generator=generator) < 0.5
+        flip = (torch.rand(total, generator=generator) < 0.5)[rank::world]
         out = torch.where(flip.view(-1, 1, 1, 1), out.flip(-1), out)
     if cfg.crop_padding > 0:
         pad = cfg.crop_padding
         padded = F.pad(out, (pad, pad, pad, pad), mode="reflect")
-        offsets = torch.randint(0, 2 * pad + 1, (images.shape[0], 2), generator=generator).tolist()
+        offsets = torch.randint(0, 2 * pad + 1, (total, 2), generator=generator)[rank::world].tolist()
         size_h, size_w = images.shape[-2:]
         out = torch.stack([padded[i, :, dy : dy + size_h, dx : dx + size_w] for i, (dy, dx) in enumerate(offsets)])
     return out
@@ -343,7 +348,7 @@ def epoch_batches(source: ImageSource, dataset: Any, sampler: ShardedEpochSample
         size = sampler.per_rank_batch
         for offset, step in zip(range(0, len(order), size), range(start_step, sampler.steps_per_epoch), strict=False):
             idx = torch.as_tensor(order[offset : offset + size])
-            batch = augment_batch(images[idx], cfg, derive_seed(seed, "augment", epoch, step, rank))
+            batch = augment_batch(images[idx], cfg, derive_seed(seed, "augment", epoch, step), rank, sampler.world)
             yield batch, labels[idx]
         return
     loader = torch.utils.data.DataLoader(
