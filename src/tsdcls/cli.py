@@ -39,6 +39,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "figure-dcls-kernels": ("figures", "tsdcls.figures.dcls:run_kernel_figure"),
     "figure-dcls-throughput": ("figures", "tsdcls.figures.dcls:run_throughput_figure"),
     # figures
+    "figure-theory-attenuation": ("figures", "tsdcls.figures.theory:plot_attenuation"),
     "figure-tempscale-collapse": ("figures", "tsdcls.figures.tempscale_collapse:run_collapse_figure"),
     "table-paper-vs-reproduced": ("figures", "tsdcls.figures.paper_compare:run_paper_vs_reproduced"),
 }

@@ -8,6 +8,8 @@ rule figure_theory_attenuation:
     """sigma_a vs sequence length with the closed-form bound and the fitted slope."""
     input:
         gains="results/theory/synthetic_gain.csv",
+        bounds="results/theory/bound_check.csv",
+        slopes="results/theory/synthetic_slopes.csv",
         real="results/theory/real_attention_gain.csv",
     output:
         png=report(

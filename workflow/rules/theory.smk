@@ -6,6 +6,8 @@ rule theory_synthetic:
     output:
         gains="results/theory/synthetic_gain.csv",
         bounds="results/theory/bound_check.csv",
+        slopes="results/theory/synthetic_slopes.csv",
+        tau_restore="results/theory/tau_restore.csv",
         checks="results/theory/synthetic_checks.json",
     params:
         io=job_io,
@@ -13,7 +15,7 @@ rule theory_synthetic:
         log_path("theory_synthetic"),
     benchmark:
         bench_path("theory_synthetic")
-    threads: 2
+    threads: 1  # small matrices and Lanczos mat-vecs: a second BLAS thread only spins
     resources:
         **rule_resources("theory_synthetic"),
     conda:
@@ -26,6 +28,7 @@ rule theory_real_attention:
     """Check (d): sigma_a per layer of the offline MiniLM on real Wikipedia text of growing length."""
     output:
         gains="results/theory/real_attention_gain.csv",
+        slopes="results/theory/real_attention_slopes.csv",
         checks="results/theory/real_attention_checks.json",
     params:
         io=job_io,
@@ -33,7 +36,7 @@ rule theory_real_attention:
         log_path("theory_real_attention"),
     benchmark:
         bench_path("theory_real_attention")
-    threads: 2
+    threads: 1  # the two theory jobs run side by side on 2 cores instead
     resources:
         **rule_resources("theory_real_attention"),
     conda:

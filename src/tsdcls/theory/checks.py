@@ -14,7 +14,7 @@ from tsdcls.common.config import ConfigError, require
 from tsdcls.common.io import read_json, write_csv, write_json
 from tsdcls.common.job import Job
 from tsdcls.theory import bounds
-from tsdcls.theory.record import Check, CheckFailed, failed
+from tsdcls.theory.record import Check, CheckFailed, blas_threads, failed
 from tsdcls.theory.synthetic import BoundFn, SyntheticSettings, run_all
 
 LOG = logging.getLogger("tsdcls.theory")
@@ -27,7 +27,8 @@ def run_synthetic_checks(job: Job, bound_fn: BoundFn = bounds.bounded_logit_gain
     one and see the job fail).
     """
     settings = SyntheticSettings.from_config(dict(require(job.config, "synthetic")))
-    frames, checks = run_all(settings, job.seed, bound_fn)
+    with blas_threads(job.threads):
+        frames, checks = run_all(settings, job.seed, bound_fn)
     provenance = job.prov(scale=job.config.get("scale"))
     for name, frame in frames.items():
         if name in job.outputs:
