@@ -25,6 +25,16 @@ def _read(path: Any, needed: set[str]) -> Any:
     return frame
 
 
+def _length_axis(ax: Any) -> None:
+    """Log-2 token axis with plain tick labels (32, 64, ...)."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator([8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def _tau_name(tau: float) -> str:
     return "tau=1" if tau == 1.0 else f"τ={tau:g}"
 
@@ -54,9 +64,9 @@ def run_collapse_figure(job: Any) -> None:
                 label = _tau_name(tau) + ("" if kind == "window" else " (paragraphs)")
                 ax.plot(part["mean_tokens"], part["mean_pairwise_cosine"], label=label,
                         color=style["color"], marker=style["marker"], linestyle=linestyle)
-        ax.set_xscale("log", base=2)
+        _length_axis(ax)
         label_axes(ax, ("text length", "tokens"), ("mean pairwise cosine", None), f"{model}: collapse")
-        ax.legend(loc="best")
+        ax.legend(loc="upper left", fontsize=6.5)
 
         ax = axes[row, 1]
         base = sim[(sim["tau"] == 1.0) & (sim["kind"] == "window")].set_index("bin")["mean_pairwise_cosine"]
@@ -66,7 +76,7 @@ def run_collapse_figure(job: Any) -> None:
             ax.plot(part["mean_tokens"], part["mean_pairwise_cosine"].to_numpy() - base.loc[part["bin"]].to_numpy(),
                     label=_tau_name(tau), color=style["color"], marker=style["marker"])
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        ax.set_xscale("log", base=2)
+        _length_axis(ax)
         label_axes(ax, ("text length", "tokens"), ("Δ cosine vs tau=1", None), "TempScale effect (windows)")
         if len(taus) > 2:
             ax.legend(loc="best")
@@ -84,11 +94,11 @@ def run_collapse_figure(job: Any) -> None:
                         continue
                     ax.plot(part["mean_tokens"], part["sigma_a_mean"], color=color, linestyle=linestyle, marker="o",
                             markersize=3, label=f"layer {layer}" if tau == 1.0 else None)
-            ax.set_xscale("log", base=2)
-            ax.legend(loc="best", ncol=2, title=f"solid τ=1, dashed τ={low:g}", title_fontsize=7)
+            _length_axis(ax)
+            ax.legend(loc="upper left", ncol=2, fontsize=6.5, title=f"solid τ=1, dashed τ={low:g}", title_fontsize=6.5)
         label_axes(ax, ("text length", "tokens"), ("σ_a = ||(I−J)A(I−J)||₂", None), "attention high-frequency gain")
-    scales = sorted(set(similarity.attrs.get("provenance", {}).get("scale", "?") for _ in [0]))
-    prov = job.prov(scale=",".join(scales), sources=[str(job.input("similarity")), str(job.input("attention"))])
+    scale = similarity.attrs.get("provenance", {}).get("scale") or job.config.get("scale", "?")
+    prov = job.prov(scale=scale, sources=[str(job.input("similarity")), str(job.input("attention"))])
     finish(fig, prov)
     save_figure(fig, job.output("png").with_suffix(""), prov)
     plt.close(fig)

@@ -358,7 +358,7 @@ def run_collapse(job: Job) -> None:
         texts += txt
     sim_frame, att_frame = pd.DataFrame(similarity), pd.DataFrame(attention)
     text_frame = pd.DataFrame(texts)
-    prov = job.prov(max_seq_length=cfg["max_seq_length"], taus=taus, models=models)
+    prov = job.prov(scale=job.config.get("scale", "unknown"), max_seq_length=cfg["max_seq_length"], taus=taus, models=models)
     write_csv(job.output("similarity"), sim_frame, prov)
     write_csv(job.output("attention"), att_frame, prov)
     write_csv(job.output("texts"), text_frame, prov)
