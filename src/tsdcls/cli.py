@@ -31,6 +31,11 @@ VERBS: dict[str, tuple[str, str]] = {
     "theory-summary": ("theory", "tsdcls.theory.checks:run_summary"),
     # tempscale
     "tempscale-collapse": ("tempscale", "tsdcls.tempscale.collapse:run_collapse"),
+    "tempscale-evaluate": ("tempscale", "tsdcls.tempscale.evaluate:run_evaluation"),
+    "tempscale-ablation": ("tempscale", "tsdcls.tempscale.ablation:run_aggregate"),
+    "figure-tempscale-passkey-needle": ("figures", "tsdcls.figures.tempscale_tasks:run_passkey_needle_figure"),
+    "figure-tempscale-tau-sweep": ("figures", "tsdcls.figures.tempscale_tasks:run_tau_sweep_figure"),
+    "table-tempscale-ablation": ("figures", "tsdcls.figures.tempscale_tasks:run_ablation_table"),
     # dcls
     "dcls-train": ("dcls", "tsdcls.dcls.train:run_train"),
     "dcls-evaluate": ("dcls", "tsdcls.dcls.evaluate:run_evaluate"),

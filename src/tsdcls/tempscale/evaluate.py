@@ -36,36 +36,34 @@ def variant_revision(model: str, variant: Variant, settings: Mapping[str, Any]) 
 
 
 def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], device: str) -> tuple[Any, str, dict[str, Any]]:
-    """The SentenceTransformer with the variant applied, its mteb name, and its settings."""
+    """The SentenceTransformer with the variant applied, its mteb name, and its settings.
+
+    The input length is raised to the model's position limit (MiniLM/MPNet: 512, not the 256
+    or 384 their sentence-transformers configs truncate at) or ``tempscale.tasks.max_seq_length``.
+    """
     from tsdcls.tempscale import patch
 
+    fixed_tau = 1.0 if variant.mode == "adaptive" else variant.tau
     try:
-        probe = patch.load_encoder(model_name, tau=1.0, device=device)
-    except (FileNotFoundError, OSError, ValueError) as err:
-        raise ConfigError(f"config key 'tempscale.ablation.models': cannot load model '{model_name}': {err}") from err
+        model = patch.load_encoder(model_name, tau=fixed_tau, layers=variant.layers, device=device)
     except patch.UnsupportedArchitectureError as err:
         raise ConfigError(f"config key 'tempscale.ablation.models': model '{model_name}' is unsupported: {err}") from err
-    limit = patch._position_limit(probe) or probe.max_seq_length
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"config key 'tempscale.ablation.models': cannot load model '{model_name}': {err}") from err
+    limit = patch._position_limit(model) or model.max_seq_length
     max_length = int(min(limit, config["tasks"].get("max_seq_length") or limit))
-    del probe
+    model.max_seq_length = max_length
     settings: dict[str, Any] = {"max_seq_length": max_length}
     if variant.mode == "adaptive":
         adaptive = config["ablation"]["adaptive"]
-        model = patch.load_encoder(model_name, tau=1.0, device=device, max_seq_length=max_length)
-        patch.apply_length_adaptive_tempscale(
-            model,
-            n_ref=int(adaptive["n_ref"]),
-            exponent=float(adaptive["exponent"]),
-            tau_min=float(adaptive["tau_min"]),
-            layers=variant.layers,
-        )
-        name = patch.adaptive_variant_name(model_name, int(adaptive["n_ref"]), float(adaptive["exponent"]), float(adaptive["tau_min"]))
+        n_ref, exponent, tau_min = int(adaptive["n_ref"]), float(adaptive["exponent"]), float(adaptive["tau_min"])
+        patch.apply_length_adaptive_tempscale(model, n_ref=n_ref, exponent=exponent, tau_min=tau_min, layers=variant.layers)
+        name = patch.adaptive_variant_name(model_name, n_ref, exponent, tau_min)
         if variant.layers != "all":
             name += f"-{variant.layers}"
         model.model_card_data.model_name = name
-        settings.update(adaptive=dict(adaptive))
+        settings.update(adaptive={"n_ref": n_ref, "exponent": exponent, "tau_min": tau_min})
     else:
-        model = patch.load_encoder(model_name, tau=variant.tau, layers=variant.layers, device=device, max_seq_length=max_length)
         name = patch.variant_name(model_name, variant.tau, variant.layers)
     return model, name, settings
 

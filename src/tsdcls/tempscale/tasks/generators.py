@@ -232,7 +232,7 @@ def needle_split(
 
 def truncate_to_tokens(text: str, budget: int, count: TokenCounter) -> str:
     """The longest word prefix of ``text`` that fits ``budget`` tokens."""
-    words = text.split()
+    words = text.split()[:budget]  # every word is at least one token
     return " ".join(words[: longest_prefix(words, budget, count)])
 
 
@@ -240,7 +240,8 @@ def choose_articles(
     seed: int, articles: Sequence[tuple[str, str, str]], n_articles: int, min_body_tokens: int, count: TokenCounter
 ) -> list[tuple[str, str, str]]:
     """``n_articles`` (title, lead, body) with a body of at least ``min_body_tokens``, seeded."""
-    long_enough = [a for a in articles if count(a[2]) >= min_body_tokens]
+    # a body is long enough iff its first min_body_tokens words are (each word is >= 1 token)
+    long_enough = [a for a in articles if count(" ".join(a[2].split()[:min_body_tokens])) >= min_body_tokens]
     if len(long_enough) < n_articles:
         raise ValueError(
             f"only {len(long_enough)} articles have a body of >= {min_body_tokens} tokens; "

@@ -67,6 +67,13 @@ class _PerItemMixin:
         self.per_item = {}
         self.gold = {}
 
+    def unload_data(self) -> None:
+        """Keep the instance metadata: it describes the generated data (mteb drops it on unload)."""
+        metadata = self.__dict__.get("metadata")
+        super().unload_data()  # type: ignore[misc]
+        if metadata is not None:
+            self.metadata = metadata
+
 
 # --- long-context retrieval -----------------------------------------------------------------
 
