@@ -1,0 +1,144 @@
+"""Length-collapse analysis: the statistics, the text windows, pre-tokenised encoding, and the
+smoke run's CSVs, checks and figure (read from the shared ``smoke_run`` fixture)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tsdcls.common.io import read_csv, read_provenance
+from tsdcls.tempscale.collapse import (
+    LengthBin,
+    effective_rank,
+    encode_pretokenized,
+    mean_centroid_cosine,
+    mean_pairwise_cosine,
+    pretokenize,
+    window_texts,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _smoke_collapse_config() -> dict:
+    """The collapse settings the smoke run used: config.yaml overlaid with the smoke preset."""
+    base = yaml.safe_load((REPO / "config.yaml").read_text())["tempscale"]
+    smoke = yaml.safe_load((REPO / "workflow/presets/smoke.yaml").read_text()).get("tempscale", {})
+    merged = {**base, **{k: v for k, v in smoke.items() if k != "collapse"}}
+    merged["collapse"] = {**base["collapse"], **smoke.get("collapse", {})}
+    return merged
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def test_similarity_statistics_on_known_geometry():
+    identical = torch.ones(5, 8)
+    orthonormal = torch.eye(6, 16) * 3.0  # scale must not matter
+    assert mean_pairwise_cosine(identical) == pytest.approx(1.0)
+    assert mean_centroid_cosine(identical) == pytest.approx(1.0)
+    assert effective_rank(identical) == pytest.approx(1.0)
+    assert mean_pairwise_cosine(orthonormal) == pytest.approx(0.0, abs=1e-12)
+    assert mean_centroid_cosine(orthonormal) == pytest.approx(1 / math.sqrt(6))
+    assert effective_rank(orthonormal) == pytest.approx(6.0)
+    antipodal = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert mean_pairwise_cosine(antipodal) == pytest.approx(-1.0)
+
+
+# --- texts and pre-tokenised encoding (real MiniLM, real corpora) --------------------------
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from tsdcls.tempscale.patch import load_encoder
+
+    return load_encoder("minilm", max_seq_length=512)
+
+
+def test_windows_are_nested_and_land_in_their_bins(minilm):
+    bins = [LengthBin(8, 32), LengthBin(32, 64), LengthBin(64, 128)]
+    texts = window_texts(minilm.tokenizer, bins, ["wikipedia", "shakespeare"], n_docs=4, seed=3)
+    assert len(texts) == 4 * len(bins)
+    assert {t.source for t in texts} == {"wikipedia", "shakespeare"}
+    for doc in {t.doc for t in texts}:
+        windows = sorted((t for t in texts if t.doc == doc), key=lambda t: t.n_tokens)
+        assert [w.bin for w in windows] == [b.label for b in bins]
+        for shorter, longer in zip(windows, windows[1:], strict=False):
+            assert longer.text.startswith(shorter.text[: len(shorter.text) // 2]), "windows must share their start"
+    for item in texts:
+        length_bin = next(b for b in bins if b.label == item.bin)
+        assert length_bin.holds(item.n_tokens)
+        assert item.n_tokens == len(minilm.tokenizer(item.text)["input_ids"])
+    again = window_texts(minilm.tokenizer, bins, ["wikipedia", "shakespeare"], n_docs=4, seed=3)
+    assert [t.text for t in again] == [t.text for t in texts], "same seed, same texts"
+
+
+def test_pretokenized_encoding_equals_encode(minilm):
+    texts = ["one short line", "a somewhat longer sentence about attention " * 6, "mid length text here " * 3]
+    pre = pretokenize(minilm, texts, batch_size=2)
+    assert pre.n_tokens[1] == max(pre.n_tokens) and pre.order[0] == 1, "batches sorted by exact token count"
+    direct = minilm.encode(texts, convert_to_tensor=True, batch_size=2)
+    assert torch.allclose(encode_pretokenized(minilm, pre), direct, atol=1e-5)
+    assert torch.equal(encode_pretokenized(minilm, pre), encode_pretokenized(minilm, pre)), "batches reusable"
+
+
+# --- the smoke run --------------------------------------------------------------------------
+
+
+def test_smoke_collapse_outputs(smoke_run):
+    cfg = _smoke_collapse_config()
+    folder = smoke_run / "results/tempscale"
+    sim = read_csv(folder / "collapse_similarity.csv")
+    att = read_csv(folder / "collapse_attention.csv")
+    texts = read_csv(folder / "collapse_texts.csv")
+    for path in ("collapse_similarity.csv", "collapse_attention.csv", "collapse_checks.json"):
+        assert read_provenance(folder / path)["scale"] == "smoke"
+    expected_taus = sorted({1.0, *cfg["taus"]})
+    expected_bins = [f"{lo}-{hi}" for lo, hi in cfg["collapse"]["bins"]]
+    assert sorted(set(sim["tau"])) == expected_taus
+    assert set(sim["model"]) == set(cfg["models"])
+    windows = sim[sim["kind"] == "window"]
+    assert sorted(set(windows["bin"]), key=expected_bins.index) == expected_bins
+    assert (windows["n_texts"] == cfg["collapse"]["windows_per_bin"]).all()
+    assert sim["mean_pairwise_cosine"].between(-1, 1).all() and sim["mean_centroid_cosine"].between(-1, 1).all()
+    assert (sim["effective_rank"] >= 1 - 1e-9).all() and (sim["effective_rank"] <= sim["n_texts"] + 1e-9).all()
+    assert (sim["mean_tokens"] >= sim["bin_lo"]).all() and (sim["mean_tokens"] < sim["bin_hi"]).all()
+    # every window text sits in the bin it is listed under
+    for _, row in texts.iterrows():
+        lo, hi = (int(x) for x in row["bin"].split("-"))
+        assert lo <= row["n_tokens"] < hi
+    # sigma_a: every layer of MiniLM, every tau, finite and non-negative
+    assert sorted(set(att["layer"])) == list(range(6))
+    assert sorted(set(att["tau"])) == expected_taus
+    assert np.isfinite(att["sigma_a_mean"]).all() and (att["sigma_a_mean"] >= 0).all()
+    # TempScale sharpens attention: a lower tau never lowers the mean gain over layers and bins
+    by_tau = att.groupby("tau")["sigma_a_mean"].mean()
+    assert by_tau.loc[min(expected_taus)] > by_tau.loc[1.0]
+
+
+def test_smoke_collapse_checks_match_the_csv(smoke_run):
+    folder = smoke_run / "results/tempscale"
+    sim = read_csv(folder / "collapse_similarity.csv")
+    checks = json.loads((folder / "collapse_checks.json").read_text())["checks"]
+    assert checks, "one check block per model and text kind"
+    for key, block in checks.items():
+        model, kind = key.split("/")
+        base = sim[(sim["model"] == model) & (sim["kind"] == kind) & (sim["tau"] == 1.0)].sort_values("bin_lo")
+        first, last = base["mean_pairwise_cosine"].iloc[0], base["mean_pairwise_cosine"].iloc[-1]
+        assert block["cosine_shortest_bin_tau1"] == pytest.approx(first)
+        assert block["cosine_longest_bin_tau1"] == pytest.approx(last)
+        assert block["collapse_grows_with_length"] == bool(last > first)
+
+
+def test_smoke_collapse_figure(smoke_run):
+    stem = smoke_run / "results/figures/tempscale_collapse"
+    for suffix in (".png", ".pdf"):
+        path = stem.with_suffix(suffix)
+        assert path.stat().st_size > 5_000
+        assert read_provenance(path)["scale"] == "smoke"
