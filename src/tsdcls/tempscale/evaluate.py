@@ -178,6 +178,7 @@ def run_evaluation(job: Any) -> None:
     """Verb ``tempscale-evaluate``: one model x variant (job params 'model', 'variant')."""
     from tsdcls.common.io import write_csv
     from tsdcls.common.offline import is_offline
+    from tsdcls.tempscale.tasks.hub import check_hub_access
 
     slugs = model_slugs(job.config)
     model_slug = str(job.params.get("model", ""))
@@ -186,6 +187,8 @@ def run_evaluation(job: Any) -> None:
     variant = parse_variant(str(job.params.get("variant", "")), job.config)
     cache_dir = Path(job.params.get("mteb_cache", "results/tempscale/mteb"))
     allow_network = not is_offline()  # the CLI sets the hub's offline switches unless --allow-network
+    hub = job.config["tasks"].get("hub", {})
+    check_hub_access([*hub.get("tasks", []), *hub.get("benchmarks", [])], allow_network)  # before any model load
     scores, per_item = evaluate_variant(
         slugs[model_slug], variant, job.config, job.seed, job.device, cache_dir, allow_network
     )

@@ -226,7 +226,10 @@ def needle_split(
         corpus=dict(zip(doc_ids, texts, strict=True)),
         queries=queries,
         qrels=qrels,
-        details={"depths": depths, "answers": answers, "names": names, "sources": origins, "length": length},
+        details={
+            "depths": depths, "answers": answers, "names": names, "needles": needles,
+            "sources": origins, "length": length,
+        },  # fmt: skip
     )
 
 

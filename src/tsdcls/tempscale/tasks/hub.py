@@ -33,12 +33,17 @@ def require_network(what: str, allow_network: bool) -> None:
         )
 
 
+def check_hub_access(names: Sequence[str], allow_network: bool) -> None:
+    """Fail at once, naming ``allow_network`` and the task, when hub tasks are asked offline."""
+    for name in names:
+        require_network(f"hub task '{name}' (config key 'tempscale.tasks.hub')", allow_network)
+
+
 def hub_tasks(task_names: Sequence[str], benchmark_names: Sequence[str], allow_network: bool) -> list[Any]:
     """mteb task objects for hub task names and benchmark names (e.g. 'MTEB(eng, v2)')."""
     if not task_names and not benchmark_names:
         return []
-    for name in [*task_names, *benchmark_names]:
-        require_network(f"hub task '{name}' (config key 'tempscale.tasks.hub')", allow_network)
+    check_hub_access([*task_names, *benchmark_names], allow_network)
     import mteb
 
     tasks: list[Any] = []
