@@ -11,8 +11,8 @@ Snakemake 9's report is a single-page React app whose results (data URIs) sit in
    the probe waits for the app, shows every image result through the app's own ``setView``
    (as a click would), and records each ``<img>``'s naturalWidth (0 = broken image), plus any
    broken ``<img>`` on the landing page; Chromium's ``--dump-dom`` hands the record back;
-3. screenshot: the probed page (showing the last image result inside the app) rendered to a PNG
-   that must not be blank (kept as evidence).
+3. screenshot: the probed page, left showing a rendered figure inside the app, saved as a PNG
+   that must not be blank (kept as evidence; taken in the same Chromium run).
 
 Only Debian's ``chromium`` and the Python standard library (+ Pillow, installed with matplotlib)
 are needed. Exit status 0 = all good, 1 = a check failed, 2 = usage error / no Chromium.
@@ -59,7 +59,6 @@ PROBE_SCRIPT = """
     if (!img.complete) {
       await new Promise((r) => { img.addEventListener("load", r); img.addEventListener("error", r); });
     }
-    try { await img.decode(); } catch (e) { /* broken: naturalWidth stays 0 */ }
   }
   try {
     for (let i = 0; i < 200 && typeof app === "undefined"; i++) await sleep(50);
@@ -83,6 +82,9 @@ PROBE_SCRIPT = """
         await settle(img);
         out.images.push({path: path, found: true, width: img.naturalWidth, height: img.naturalHeight});
       }
+      // leave a figure that did render on screen for the screenshot
+      const good = out.images.find((item) => item.width > 0);
+      if (good) { app.setView({content: "img", contentPath: results[good.path].data_uri}); await sleep(200); }
     }
   } catch (e) {
     out.errors.push(String(e));
@@ -184,18 +186,27 @@ def run_chromium(chromium: str, args: list[str], profile: Path, timeout: float) 
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def rendered_check(report_path: Path, text: str, chromium: str, workdir: Path, report: Report,
+def rendered_check(text: str, chromium: str, workdir: Path, screenshot: Path, report: Report,
                    timeout: float) -> None:
+    """One Chromium run on the probed copy: the probe's record via --dump-dom, and a screenshot
+    of the app showing the last image result."""
     probe = workdir / "probe.html"
     marker = text.rfind("</body>")
     if marker < 0:
         report.problems.append("report has no </body>")
         return
     probe.write_text(text[:marker] + PROBE_SCRIPT + text[marker:], encoding="utf-8")
+    screenshot.parent.mkdir(parents=True, exist_ok=True)
     match = None
     for attempt in range(RETRIES):  # a first-ever start (font cache, profile) can miss the budget
-        proc = run_chromium(chromium, ["--virtual-time-budget=60000", "--dump-dom", probe.as_uri()],
-                            workdir / f"profile-dom-{attempt}", timeout)
+        screenshot.unlink(missing_ok=True)
+        proc = run_chromium(
+            chromium,
+            ["--window-size=1400,1000", "--virtual-time-budget=60000", f"--screenshot={screenshot.resolve()}",
+             "--dump-dom", probe.as_uri()],
+            workdir / f"profile-{attempt}",
+            timeout,
+        )
         match = re.search(rf'<pre id="{PROBE_ID}">(.*?)</pre>', proc.stdout, re.S)
         if match:
             break
@@ -219,22 +230,8 @@ def rendered_check(report_path: Path, text: str, chromium: str, workdir: Path, r
             report.problems.append(f"{path}: broken image in Chromium (naturalWidth 0)")
         else:
             report.notes.append(f"{path}: rendered {item['width']}x{item['height']} px")
-
-
-def screenshot_check(page: Path, chromium: str, workdir: Path, screenshot: Path, report: Report,
-                     timeout: float) -> None:
-    """Screenshot ``page`` (the probe copy: it ends showing the report's last image result)."""
-    screenshot.parent.mkdir(parents=True, exist_ok=True)
-    screenshot.unlink(missing_ok=True)
-    proc = run_chromium(
-        chromium,
-        ["--window-size=1400,1000", "--virtual-time-budget=60000", f"--screenshot={screenshot.resolve()}",
-         page.resolve().as_uri()],
-        workdir / "profile-shot",
-        timeout,
-    )
     if not screenshot.is_file():
-        report.problems.append(f"no screenshot written (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
+        report.problems.append(f"no screenshot written (exit {proc.returncode})")
         return
     blank = screenshot_is_blank(screenshot)
     if blank:
@@ -269,10 +266,8 @@ def check_report(report_path: Path, screenshot: Path | None = None, chromium: st
         report.problems.append("Chromium not found (install Debian's `chromium`)")
         return report
     with tempfile.TemporaryDirectory(prefix="check-report-") as tmp:
-        workdir = Path(tmp)
-        rendered_check(report_path, text, browser, workdir, report, timeout)
         shot = screenshot or report_path.with_suffix(".screenshot.png")
-        screenshot_check(workdir / "probe.html", browser, workdir, shot, report, timeout)
+        rendered_check(text, browser, Path(tmp), shot, report, timeout)
     return report
 
 
