@@ -6,7 +6,7 @@ Typical use in a stage's plotting verb::
     ax = axes[0, 0]
     ax.plot(n, gain, label="tau = 1", **series_style("tau=1.0"))
     label_axes(ax, x=("sequence length n", "tokens"), y=("high-frequency gain", None), title="(a)")
-    finish(fig, job.prov())            # footer + legend check; raises on unlabelled axes
+    finish(fig, job.prov(), note="dotted: bound")  # footer below all; raises on unlabelled axes
     save_figure(fig, stem, job.prov())  # tsdcls.common.io: png + pdf
 
 Colours come from the Okabe-Ito palette (colour-blind safe); ``series_style`` gives the same
@@ -75,8 +75,12 @@ def apply_style() -> None:
 def new_figure(
     ncols: int = 1, nrows: int = 1, width: float = 3.4, height: float = 2.8, **subplot_kw: Any
 ) -> tuple[Any, Any]:
-    """A figure of ``ncols x nrows`` panels, each ``width x height`` inches; axes is 2-D always."""
+    """A figure of ``ncols x nrows`` panels, each ``width x height`` inches; axes is 2-D always.
+
+    Constrained layout keeps titles, tick labels and axis labels of a panel grid from overlapping
+    (pass ``layout=None`` to place things by hand)."""
     apply_style()
+    subplot_kw.setdefault("layout", "constrained")
     return plt.subplots(
         nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **subplot_kw
     )
@@ -129,12 +133,28 @@ def series_style(name: str) -> dict[str, Any]:
     }
 
 
-def footer(fig: Any, provenance: Mapping[str, Any]) -> None:
-    """Small grey line naming the run scale and commit, so a laptop plot is never mistaken."""
+FOOTER_GID = "tsdcls-footer"
+
+
+def footer(fig: Any, provenance: Mapping[str, Any], note: str | None = None) -> None:
+    """Small grey line naming the run scale and commit, so a laptop plot is never mistaken.
+
+    Placed just below everything already drawn (tick labels, axis labels), so it never overlaps
+    them; save_figure's tight bounding box grows to include it. ``note`` (e.g. "filled: p < 0.05")
+    goes on the same line, left-aligned."""
     scale = provenance.get("scale", "?")
     commit = str(provenance.get("git_commit", "unknown"))[:10]
-    fig.text(0.99, 0.005, f"scale={scale} · commit {commit}", ha="right", va="bottom",
-             fontsize=6, color="0.5")
+    bottom = 0.0
+    try:
+        fig.canvas.draw()  # settle the layout engine before measuring
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+        bottom = min(0.0, box.y0 / fig.get_figheight())
+    except Exception:  # noqa: BLE001 - measuring is a nicety; the footer must still appear
+        bottom = 0.0
+    fig.text(0.99, bottom - 0.01, f"scale={scale} · commit {commit}", ha="right", va="top",
+             fontsize=6, color="0.5", gid=FOOTER_GID)
+    if note:
+        fig.text(0.01, bottom - 0.01, note, ha="left", va="top", fontsize=6, color="0.35")
 
 
 def figure_problems(fig: Any) -> list[str]:
@@ -159,9 +179,10 @@ def _visible_axes(axes: Iterable[Any]) -> list[Any]:
             and ax.get_label() != "<colorbar>"]
 
 
-def finish(fig: Any, provenance: Mapping[str, Any], *, strict: bool = True) -> list[str]:
-    """Add the footer and check the figure; ``strict`` raises on problems instead of returning."""
-    footer(fig, provenance)
+def finish(fig: Any, provenance: Mapping[str, Any], *, strict: bool = True,
+           note: str | None = None) -> list[str]:
+    """Add the footer (and ``note``) and check the figure; ``strict`` raises on problems."""
+    footer(fig, provenance, note)
     problems = figure_problems(fig)
     if problems and strict:
         raise ValueError("figure does not follow the shared style: " + "; ".join(problems))
