@@ -7,6 +7,7 @@ and weights of the DCLS layers as JSON for the kernel figures (figures read file
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -29,10 +30,11 @@ LOG = logging.getLogger("tsdcls.dcls.evaluate")
 @torch.no_grad()
 def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, device: torch.device,
                    batch_size: int = 256, normalize: Normalize | None = None, desc: str = "eval",
-                   channels_last: bool = False) -> dict[str, Any]:
-    """Top-1, top-5 (in %), mean loss and per-class top-1 over ``dataset``."""
+                   channels_last: bool = False, num_workers: int = 0, amp: bool = False) -> dict[str, Any]:
+    """Top-1, top-5 (in %), mean loss and per-class top-1 over ``dataset`` (bf16 autocast on GPU)."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
     correct1 = correct5 = seen = 0
     loss_sum = 0.0
     per_class_correct = np.zeros(num_classes, dtype=np.int64)
@@ -44,7 +46,8 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, device:
             images = normalize(images)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        logits = model(images).float()
+        with _autocast(device, amp):
+            logits = model(images).float()
         loss_sum += float(nn.functional.cross_entropy(logits, labels, reduction="sum"))
         top = logits.topk(top_k, dim=-1).indices
         hit1 = top[:, 0] == labels
@@ -62,10 +65,17 @@ def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, device:
     }
 
 
+def _autocast(device: torch.device, amp: bool) -> Any:
+    """bf16 autocast on GPU when configured; never on CPU."""
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
 def measure_throughput(model: nn.Module, image_shape: tuple[int, ...], device: torch.device,
                        batch_size: int = 128, warmup: int = 2, iterations: int = 5,
-                       channels_last: bool = False) -> float:
+                       channels_last: bool = False, amp: bool = False) -> float:
     """Inference images per second: median over ``iterations`` timed forward passes."""
     model.eval()
     batch = torch.randn((batch_size, *image_shape), device=device)
@@ -76,7 +86,8 @@ def measure_throughput(model: nn.Module, image_shape: tuple[int, ...], device: t
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        model(batch)
+        with _autocast(device, amp):
+            model(batch)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if i >= warmup:
@@ -117,6 +128,9 @@ def run_evaluate(job: Job) -> None:
     eval_cfg: Mapping[str, Any] = job.config.get("evaluate", {})
     train_cfg: Mapping[str, Any] = job.config.get("train", {})
     channels_last = bool(train_cfg.get("channels_last", False))
+    amp = bool(train_cfg.get("amp", True))
+    workers = 0 if job.config.get("data", {}).get("dataset", "fashion_mnist") == "fashion_mnist" \
+        else int(train_cfg.get("num_workers", 0))
     saved = load_weights(job.input("weights"))
     record = read_json(job.input("train"))
 
@@ -131,16 +145,16 @@ def run_evaluate(job: Job) -> None:
 
     val = source.dataset("val")
     clean = evaluate_model(model, val, source.num_classes, device, batch_size, source.normalize,
-                           f"{spec.run_id} val", channels_last)
+                           f"{spec.run_id} val", channels_last, workers, amp)
     robustness = {}
     for name, dataset in source.robustness_sets().items():
         result = evaluate_model(model, dataset, source.num_classes, device, batch_size, source.normalize,
-                                f"{spec.run_id} {name}", channels_last)
+                                f"{spec.run_id} {name}", channels_last, workers, amp)
         robustness[name] = {"top1": result["top1"], "top5": result["top5"]}
     sample, _ = val[0]
     img_per_s = measure_throughput(
         model, tuple(sample.shape), device, int(eval_cfg.get("throughput_batch", 128)),
-        iterations=int(eval_cfg.get("throughput_iterations", 5)), channels_last=channels_last,
+        iterations=int(eval_cfg.get("throughput_iterations", 5)), channels_last=channels_last, amp=amp,
     )
     conversion = record.get("conversion", {})
     metrics = {

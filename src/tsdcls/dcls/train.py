@@ -438,6 +438,9 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
         model.to(memory_format=torch.channels_last)
     # seeds offset per rank: dropout, drop-path, mixup differ across ranks, data order does not
     seed_everything(derive_seed(spec.seed, "train", ctx.rank), deterministic=not use_cuda)
+    if use_cuda:  # bit-exactness is a CPU promise; on GPU take the fast kernels
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
 
     ema = None
     if cfg.ema_decay > 0:
