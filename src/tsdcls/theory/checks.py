@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tsdcls.common.config import ConfigError, require
 from tsdcls.common.io import read_json, write_csv, write_json
 from tsdcls.common.job import Job
 from tsdcls.theory import bounds
 from tsdcls.theory.record import Check, CheckFailed, blas_threads, failed
-from tsdcls.theory.synthetic import BoundFn, SyntheticSettings, run_all
+
+if TYPE_CHECKING:
+    from tsdcls.theory.synthetic import BoundFn
 
 LOG = logging.getLogger("tsdcls.theory")
 
@@ -26,6 +28,8 @@ def run_synthetic_checks(job: Job, bound_fn: BoundFn = bounds.bounded_logit_gain
     ``bound_fn`` is the closed-form bound under test (a parameter so a test can feed a wrong
     one and see the job fail).
     """
+    from tsdcls.theory.synthetic import SyntheticSettings, run_all  # torch: not for the summary
+
     settings = SyntheticSettings.from_config(dict(require(job.config, "synthetic")))
     with blas_threads(job.threads):
         frames, checks = run_all(settings, job.seed, bound_fn)
