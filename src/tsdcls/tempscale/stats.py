@@ -87,12 +87,25 @@ def bootstrap_test(a: Sequence[float], b: Sequence[float], n_resamples: int = 10
     return _bootstrap_p(diff[index].mean(axis=1), float(diff.mean()))
 
 
-def _spearman_rows(gold_ranks: np.ndarray, values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Spearman correlation of gold vs values for every bootstrap row of indices (ranks per row)."""
-    from scipy.stats import rankdata
+def _row_ranks(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share their mean rank) of values[index] within every row of ``index``.
 
-    g = rankdata(gold_ranks[index], axis=1)
-    v = rankdata(values[index], axis=1)
+    A bootstrap row is a multiset of the original values, so its ranks follow from per-row
+    counts of each distinct value: no sort per row.
+    """
+    distinct, ids = np.unique(values, return_inverse=True)
+    rows, width = index.shape[0], distinct.size
+    row_ids = ids[index]
+    counts = np.bincount((row_ids + width * np.arange(rows)[:, None]).ravel(), minlength=rows * width)
+    counts = counts.reshape(rows, width).astype(np.float64)
+    mean_rank = np.cumsum(counts, axis=1) - counts + (counts + 1.0) / 2.0
+    return np.take_along_axis(mean_rank, row_ids, axis=1)
+
+
+def _spearman_rows(gold: np.ndarray, values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Spearman correlation of gold vs values for every bootstrap row of indices."""
+    g = _row_ranks(gold, index)
+    v = _row_ranks(values, index)
     g = g - g.mean(axis=1, keepdims=True)
     v = v - v.mean(axis=1, keepdims=True)
     denom = np.sqrt((g * g).sum(axis=1) * (v * v).sum(axis=1))
