@@ -237,12 +237,14 @@ def real_checks(frame: pd.DataFrame, settings: RealSettings) -> list[Check]:
             "note": "the paper's premise is 'falls'; MiniLM measured otherwise, see docs/theory.md",
         },
     )
+    finite = frame["logit_half_range_max"][np.isfinite(frame["logit_half_range_max"])]
     bound_check = Check(
         name="real_closed_form_bound",
         claim="every head's sigma_a <= the closed-form bound at gamma = its logit half-range",
         worst_margin=float(frame["bound_margin_min"].min()),
         details={"margin_unit": "(bound - sigma_a) / bound, worst head",
-                 "max_logit_half_range": float(frame["logit_half_range_max"].max())},
+                 "max_finite_logit_half_range": float(finite.max()) if len(finite) else None,
+                 "rows_with_underflowed_probabilities": int((~np.isfinite(frame["logit_half_range_max"])).sum())},
     )
     return [tau_check, trend_check, bound_check]
 
