@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from tsdcls.common.io import read_csv, save_figure
 from tsdcls.common.job import Job
@@ -20,20 +21,19 @@ def plot_attenuation(job: Job) -> None:
     real = read_csv(job.input("real"))
     bounded = read_csv(job.input("bounds")) if "bounds" in job.inputs else None
     slopes = read_csv(job.input("slopes")) if "slopes" in job.inputs else None
-    fig, axes = new_figure(ncols=2, nrows=2, width=3.6, height=3.0)
+    fig, axes = new_figure(ncols=2, nrows=2, width=3.8, height=3.3)
     _gaussian_panel(axes[0][0], gains, slopes)
     if bounded is not None:
         _bound_panel(axes[0][1], bounded)
     else:
         axes[0][1].set_visible(False)
     _real_panel(axes[1][0], real, "sigma_a", r"head-mean $\sigma_a$")
-    _real_panel(axes[1][1], real, "realized_gain", r"realized gain $\|HC[AV]\|/\|HC[V]\|$")
+    _real_panel(axes[1][1], real, "realized_gain", r"$\|HC[AV]\|_F/\|HC[V]\|_F$ (head mean)")
     provenance = job.prov(
         scale=gains.attrs.get("provenance", {}).get("scale", job.config.get("scale")),
         sources={name: str(path) for name, path in job.inputs.items()},
     )
     footer(fig, provenance)
-    fig.tight_layout()
     save_figure(fig, job.output("png").with_suffix(""), provenance)
 
 
@@ -58,10 +58,10 @@ def _gaussian_panel(ax: Any, gains: pd.DataFrame, slopes: pd.DataFrame | None) -
             ax.plot(cell["n"], cell["sigma_a"], "o" if solid else "s", color=color, ms=3.5,
                     mfc=color if solid else "none", label=label)
             ax.plot(cell["n"], cell["law"], ":", color=color, lw=0.8)
+    ax.plot([], [], ":", color="0.4", lw=0.8, label=r"$2\sqrt{(e^{g^2}-1)/n}$, $g=s/\tau$")
     ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=r"$\sigma_a$",
            title="(a) Gaussian logits N(0, s²)")
-    ax.text(0.02, 0.02, r"dotted: $2\sqrt{(e^{g^2}-1)/n}$, $g=s/\tau$", transform=ax.transAxes, fontsize=6)
-    ax.legend(fontsize=5.5, loc="upper right")
+    ax.legend(fontsize=5, loc="lower left", framealpha=0.8)
 
 
 def _bound_panel(ax: Any, bounded: pd.DataFrame) -> None:
@@ -76,10 +76,11 @@ def _bound_panel(ax: Any, bounded: pd.DataFrame) -> None:
         bound = np.sqrt(2 * math.tanh(g / 2) * (n - 1) * (1 - r) / (1 + (n - 1) * r))
         ax.plot(n, bound, "-", color=color, lw=1.0)
         ax.axhline(math.tanh(g), color=color, lw=0.6, ls=":")
+    ax.plot([], [], "-", color="0.4", lw=1.0, label="closed-form bound (Thm 1)")
+    ax.plot([], [], ":", color="0.4", lw=0.6, label="tanh γ (attained, rank-one)")
     ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=r"$\sigma_a$",
            title=r"(b) bounded logits $|S_{ij}|\leq\gamma$, τ=1")
-    ax.text(0.02, 0.02, "line: closed-form bound; dotted: tanh γ (attained)", transform=ax.transAxes, fontsize=6)
-    ax.legend(fontsize=5.5, loc="upper left")
+    ax.legend(fontsize=5, loc="upper left", framealpha=0.8)
 
 
 def _real_panel(ax: Any, real: pd.DataFrame, column: str, ylabel: str) -> None:
@@ -91,6 +92,9 @@ def _real_panel(ax: Any, real: pd.DataFrame, column: str, ylabel: str) -> None:
             line = cell[cell["tau"] == tau]
             ax.plot(line["n"], line[column], style, color=color, ms=3, lw=1.0, mfc="none" if tau != 1.0 else color,
                     label=f"layer {int(layer)}" if tau == 1.0 else None)
+    lengths = sorted(int(n) for n in means["n"].unique())
     ax.set(xscale="log", yscale="log", xlabel="tokens n (Wikipedia prefixes)", ylabel=ylabel,
            title=f"({'c' if column == 'sigma_a' else 'd'}) MiniLM: τ=1 solid, τ={tau_low:g} dashed")
-    ax.legend(fontsize=5.5, ncols=2)
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=5, ncols=2, framealpha=0.8)
