@@ -193,3 +193,20 @@ def test_missing_model_is_a_config_error(tmp_path: Path) -> None:
     config = {"tasks": TINY, "ablation": ABLATION}
     with pytest.raises(ConfigError, match="tempscale.ablation.models"):
         load_variant(str(tmp_path / "no-such-model"), parse_variant("tau1-all", config), config, "cpu")
+
+
+def test_unsupported_model_is_a_config_error(tmp_path: Path, tokenizer) -> None:
+    """A real (tiny, random) GPT-2 folder: sentence-transformers loads it, TempScale refuses it."""
+    from transformers import GPT2Config, GPT2Model
+
+    from tsdcls.common.config import ConfigError
+    from tsdcls.tempscale.ablation import parse_variant
+    from tsdcls.tempscale.evaluate import load_variant
+
+    folder = tmp_path / "tiny-gpt2"
+    GPT2Model(GPT2Config(vocab_size=tokenizer.vocab_size, n_layer=1, n_embd=16, n_head=2, n_positions=64)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    config = {"tasks": TINY, "ablation": ABLATION}
+    with pytest.raises(ConfigError, match="unsupported") as err:
+        load_variant(str(folder), parse_variant("tau1-all", config), config, "cpu")
+    assert "tempscale.ablation.models" in str(err.value)
