@@ -38,9 +38,9 @@ def _load(job: Any) -> Any:
 
 def _label(variant: str) -> str:
     if variant == BASELINE:
-        return "tau=1"
+        return "τ=1"
     if variant.startswith("adaptive"):
-        return "adaptive"
+        return "adaptive τ(n)"
     tau, _, layers = variant.partition("-")
     return f"τ={tau[3:]}" + ("" if layers == "all" else f" ({layers.replace('_', ' ')})")
 
@@ -81,9 +81,13 @@ def run_passkey_needle_figure(job: Any) -> None:
                 sig = part[part["significant"].astype(bool)]
                 ax.plot(sig["length"], sig["score"], linestyle="none", marker=style["marker"], color=style["color"])
             ax.set_xscale("log", base=2)
+            lengths = sorted(set(rows["length"].dropna().astype(int)))
+            ax.set_xticks(lengths, [str(n) for n in lengths])
+            ax.minorticks_off()
             ax.set_ylim(-0.03, 1.03)
             label_axes(ax, x=("document length", "tokens"), y=("accuracy (ndcg@1)", None), title=f"{SHORT_TASK[task]} · {model}")
             ax.legend(loc="lower left")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
     finish(fig, _prov(job, frame))
     save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame))
 
@@ -118,6 +122,8 @@ def run_tau_sweep_figure(job: Any) -> None:
             if len(adaptive):
                 ax.axhline(float(adaptive["delta_vs_tau1"].iloc[0]), color=color, linestyle=":", linewidth=1)
         ax.axhline(0.0, color="0.3", linewidth=0.8)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        _min_span(ax, 0.02)
         metric = rows["metric"].iloc[0] if "metric" in rows else "score"
         label_axes(ax, x=("attention temperature τ", None), y=(f"Δ {metric} vs τ=1", None), title=f"{SHORT_TASK.get(task, task)} · {model}")
         ax.invert_xaxis()
@@ -125,10 +131,19 @@ def run_tau_sweep_figure(job: Any) -> None:
             ax.legend(loc="best")
     for index in range(len(keys), nrows * ncols):
         axes[index // ncols, index % ncols].set_visible(False)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.text(0.01, 0.005, "filled: p < α vs τ=1 (paired) · dotted: length-adaptive τ(n)", fontsize=6, color="0.4")
     finish(fig, _prov(job, frame))
     save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame))
     plt.close(fig)
+
+
+def _min_span(ax: Any, span: float) -> None:
+    """Keep at least ``span`` of y range around the data, so exact zeros do not read as noise."""
+    low, high = ax.get_ylim()
+    if high - low < span:
+        middle = (high + low) / 2
+        ax.set_ylim(middle - span / 2, middle + span / 2)
 
 
 def ablation_table(frame: Any) -> Any:
