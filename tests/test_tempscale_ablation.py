@@ -126,6 +126,14 @@ def test_missing_baseline_is_an_error() -> None:
 # --- the smoke run -----------------------------------------------------------------------------
 
 
+def _deep_merge(base: dict, overlay: dict) -> dict:
+    """Snakemake's --configfile overlay: nested dicts merge, everything else replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
 @pytest.mark.slow
 def test_smoke_ablation_csv(smoke_run: Path) -> None:
     import yaml
@@ -133,9 +141,10 @@ def test_smoke_ablation_csv(smoke_run: Path) -> None:
     from tsdcls.common.io import read_csv, read_provenance
 
     frame = read_csv(smoke_run / "results/tempscale/ablation.csv")
-    preset = yaml.safe_load((smoke_run / "workflow/presets/smoke.yaml").read_text())["tempscale"]
-    variants = {v.slug for v in ablation_variants({"ablation": {**yaml.safe_load((smoke_run / "config.yaml").read_text())["tempscale"]["ablation"], **preset["ablation"]}})}
-    assert set(frame["variant"]) == variants
+    default = yaml.safe_load((smoke_run / "config.yaml").read_text())["tempscale"]
+    preset = _deep_merge(default, yaml.safe_load((smoke_run / "workflow/presets/smoke.yaml").read_text())["tempscale"])
+    variants = {v.slug for v in ablation_variants(preset)}
+    assert set(frame["variant"]) == variants and len(variants) >= 3
     tasks = preset["tasks"]
     splits = len(tasks["passkey"]["lengths"]) + len(tasks["needle"]["lengths"]) + len(tasks["longdoc"]["lengths"]) + 3
     assert len(frame) == splits * len(variants)  # every task x split x variant, nothing else
