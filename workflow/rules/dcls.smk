@@ -40,19 +40,22 @@ def dcls_io(wildcards, input, output) -> str:
     params = {
         "family": wildcards.family, "variant": wildcards.variant,
         "kernel_count": int(wildcards.kernel_count), "dks": int(wildcards.dks),
-        "checkpoint_dir": DCLS["checkpoint_dir"] + "/" + DCLS_STEM.format(**wildcards),
+        "checkpoint_dir": dcls_checkpoint_dir(wildcards),
     }
     extra = " ".join(f"--param {k}={shlex.quote(json.dumps(v))}" for k, v in params.items())
     return job_io(wildcards, input, output) + " " + extra
 
 
 def dcls_checkpoint_dir(wildcards) -> str:
+    """One resumable checkpoint folder per run (a param: it survives a failed or killed job)."""
     return DCLS["checkpoint_dir"] + "/" + DCLS_STEM.format(**wildcards)
 
 
 def dcls_launch(verb: str) -> str:
     """torchrun with one process per GPU the job's resources request; plain python on CPU."""
     command = tsdcls(verb, "dcls", seed="{wildcards.seed}")
+    if "python -m tsdcls.cli" not in command:
+        raise ValueError("dcls_launch: tsdcls() no longer starts with 'python -m tsdcls.cli'; update it")
     runner = (
         'if [ "{resources.gpus}" -ge 1 ] 2>/dev/null; then '
         'LAUNCH="torchrun --standalone --nproc_per_node={resources.gpus}"; else LAUNCH=python; fi; '
