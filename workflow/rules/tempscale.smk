@@ -70,8 +70,8 @@ def _ts_eval_inputs(wildcards) -> dict[str, str]:
 rule tempscale_evaluate:
     """One model x TempScale variant through mteb.evaluate on every local (and hub) task."""
     output:
-        scores=TEMPSCALE_EVAL + "/scores.csv",
-        per_item=TEMPSCALE_EVAL + "/per_item.csv",
+        scores="results/tempscale/eval/{model}/{variant}/scores.csv",
+        per_item="results/tempscale/eval/{model}/{variant}/per_item.csv",
     params:
         io=_ts_eval_io,
     wildcard_constraints:
