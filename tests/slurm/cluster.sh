@@ -123,6 +123,15 @@ wait_for() {  # wait_for SECONDS PID DESCRIPTION COMMAND...: poll until COMMAND 
 
 node_idle() { [[ $(sinfo -h -N -o %T 2>/dev/null) == idle* ]]; }
 
+launch() {  # launch NAME COMMAND...: a daemon in the foreground, in its own session, PID recorded
+  local name=$1
+  shift
+  # setsid: a signal to the caller's process group (timeout, Ctrl-C) must not kill the daemons
+  # before stop_cluster has cancelled the jobs; stop_cluster ends them in order instead
+  setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 &
+  echo $! >"$DIR/pids/$name.pid"
+}
+
 start_cluster() {
   DIR=$1
   [[ ${#DIR} -lt 80 ]] || die "state directory path too long for a unix socket: $DIR"
@@ -132,16 +141,14 @@ start_cluster() {
   export SLURM_CONF=$DIR/slurm.conf PATH=$DIR/bin:$PATH
   mungekey --create --keyfile="$DIR/munge-key/munge.key" --force
   chmod 400 "$DIR/munge-key/munge.key"
-  munged -F --force --key-file="$DIR/munge-key/munge.key" --socket="$DIR/munge/munge.socket" \
-    --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/log/munged.log" \
-    --seed-file="$DIR/munge-key/munged.seed" </dev/null >>"$DIR/log/munged.out" 2>&1 &
-  echo $! >"$DIR/pids/munged.pid"
+  # --force: accept a socket directory below a private (non world-executable) temp dir
+  launch munged munged -F --force --key-file="$DIR/munge-key/munge.key" \
+    --socket="$DIR/munge/munge.socket" --pid-file="$DIR/munge/munged.pid" \
+    --log-file="$DIR/log/munged.log" --seed-file="$DIR/munge-key/munged.seed"
   wait_for 20 "$(cat "$DIR/pids/munged.pid")" munged test -S "$DIR/munge/munge.socket"
-  slurmctld -D -i -f "$SLURM_CONF" </dev/null >>"$DIR/log/slurmctld.out" 2>&1 &
-  echo $! >"$DIR/pids/slurmctld.pid"
+  launch slurmctld slurmctld -D -i -f "$SLURM_CONF"
   wait_for 30 "$(cat "$DIR/pids/slurmctld.pid")" slurmctld scontrol ping
-  slurmd -D -N "$(cat "$DIR/nodename")" -f "$SLURM_CONF" </dev/null >>"$DIR/log/slurmd.out" 2>&1 &
-  echo $! >"$DIR/pids/slurmd.pid"
+  launch slurmd slurmd -D -N "$(cat "$DIR/nodename")" -f "$SLURM_CONF"
   wait_for 60 "$(cat "$DIR/pids/slurmd.pid")" "node $(cat "$DIR/nodename") to become idle" node_idle
   echo "cluster.sh: SLURM up (node $(cat "$DIR/nodename"), $(nproc) CPUs, state in $DIR)" >&2
 }
@@ -152,29 +159,41 @@ alive() {  # a process that exists and is not a zombie
   [[ -n $state && $state != Z ]]
 }
 
+end_pid() {  # end_pid PID SECONDS: TERM, wait up to SECONDS, then KILL; reap it if it is our child
+  local pid=$1 seconds=$2
+  if alive "$pid"; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < seconds * 4; i++)); do alive "$pid" || break; sleep 0.25; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
 stop_cluster() {
-  local dir=$1 name pid
+  local dir=$1 name pid step_pids
   [[ -d $dir/pids ]] || return 0
   export SLURM_CONF=$dir/slurm.conf
-  if [[ -f $dir/pids/slurmctld.pid ]] && alive "$(cat "$dir/pids/slurmctld.pid")"; then
-    # cancel what is left of our jobs, so no job step outlives the cluster
-    if [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
-      scancel --full --user="$(id -un)" >/dev/null 2>&1 || true
-      for ((i = 0; i < 40; i++)); do
-        [[ -z $(squeue -h -t running,completing -o %i 2>/dev/null) ]] && break
-        sleep 0.25
-      done
-    fi
+  echo "cluster.sh: stopping the cluster in $dir" >&2
+  # 1. the command (snakemake): on TERM it cancels its own jobs while slurmctld still answers
+  if [[ -f $dir/pids/command.pid ]]; then
+    end_pid "$(cat "$dir/pids/command.pid")" 30
+    rm -f "$dir/pids/command.pid"
   fi
+  # 2. every job left: cancel, wait, then KILL the job steps' processes slurmd still lists
+  if [[ -f $dir/pids/slurmctld.pid ]] && alive "$(cat "$dir/pids/slurmctld.pid")" \
+    && [[ -n $(squeue -h -t running,pending,completing -o %i 2>/dev/null) ]]; then
+    scancel --full --user="$(id -un)" >/dev/null 2>&1 || true
+    for ((i = 0; i < 60; i++)); do
+      [[ -z $(squeue -h -t running,completing -o %i 2>/dev/null) ]] && break
+      sleep 0.25
+    done
+    step_pids=$(scontrol listpids 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}') || true
+    for pid in $step_pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  fi
+  # 3. the daemons, by their recorded PIDs
   for name in slurmd slurmctld munged; do
     [[ -f $dir/pids/$name.pid ]] || continue
-    pid=$(cat "$dir/pids/$name.pid")
-    if alive "$pid"; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for ((i = 0; i < 60; i++)); do alive "$pid" || break; sleep 0.25; done
-      alive "$pid" && kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true  # reap it when it is our child
+    end_pid "$(cat "$dir/pids/$name.pid")" 15
     rm -f "$dir/pids/$name.pid"
   done
 }
@@ -201,17 +220,17 @@ case $mode in
     DIR=$2
     shift 2
     trap 'stop_cluster "$DIR"' EXIT
-    cmd_pid=""
-    trap '[[ -n $cmd_pid ]] && kill -TERM "$cmd_pid" 2>/dev/null; exit 143' TERM
-    trap '[[ -n $cmd_pid ]] && kill -INT "$cmd_pid" 2>/dev/null; exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 130' INT
     start_cluster "$DIR"
-    # in the background, so a TERM from `timeout` reaches the trap at once
+    # in the background, so a signal reaches the traps at once; stop_cluster ends it first
     "$@" &
-    cmd_pid=$!
+    echo $! >"$DIR/pids/command.pid"
     set +e
-    wait "$cmd_pid"
+    wait "$!"
     rc=$?
     set -e
+    rm -f "$DIR/pids/command.pid"
     exit "$rc"
     ;;
   *)
