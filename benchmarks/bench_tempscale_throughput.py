@@ -141,33 +141,37 @@ def main() -> None:
     print(f"model {args.model}: {model[0].auto_model.config._attn_implementation} attention, "
           f"{args.threads} threads, device {args.device}, {args.rounds} interleaved rounds, tau {args.tau}")
 
-    def run_plain(pre):
-        return encode_pretokenized(model, pre, args.device)
-
-    def run_tempscale(pre):
-        handle = apply_tempscale(model, args.tau)
-        try:
-            return encode_pretokenized(model, pre, args.device)
-        finally:
-            handle.remove()
-
-    def run_adaptive(pre):
-        handle = apply_length_adaptive_tempscale(model, n_ref=64, tau_min=0.5)
-        try:
-            return encode_pretokenized(model, pre, args.device)
-        finally:
-            handle.remove()
-
-    def run_eager(pre):
+    def patch_eager() -> None:
         for layer in eager_layers:
             layer.forward = eager_temperature_forward(layer, args.tau)
-        try:
-            return encode_pretokenized(eager, pre, args.device)
-        finally:
-            for layer in eager_layers:
-                del layer.forward
 
-    variants = {"plain": run_plain, "tempscale": run_tempscale, "adaptive": run_adaptive, "eager-ref": run_eager}
+    def unpatch_eager() -> None:
+        for layer in eager_layers:
+            del layer.forward
+
+    # name -> (patch, model to run, unpatch): patching happens outside the timed region.
+    handles: dict[str, Any] = {}
+    variants = {
+        "plain": (lambda: None, model, lambda: None),
+        "tempscale": (lambda: handles.update(t=apply_tempscale(model, args.tau)), model, lambda: handles["t"].remove()),
+        "adaptive": (
+            lambda: handles.update(a=apply_length_adaptive_tempscale(model, n_ref=64, tau_min=0.5)),
+            model,
+            lambda: handles["a"].remove(),
+        ),
+        "eager-ref": (patch_eager, eager, unpatch_eager),
+    }
+
+    def encode_with(name: str, pre: Any) -> tuple[torch.Tensor, float]:
+        patch, target, unpatch = variants[name]
+        patch()
+        try:
+            start = time.perf_counter()
+            embeddings = encode_pretokenized(target, pre, args.device)  # returns on CPU: synchronised
+            return embeddings, time.perf_counter() - start
+        finally:
+            unpatch()
+
     given = json.loads(Path(args.texts_file).read_text()) if args.texts_file else {}
     if args.dump_texts:
         dump = {str(n): build_texts(model.tokenizer, n, args.texts, args.seed) for n in args.lengths}
@@ -180,18 +184,17 @@ def main() -> None:
         pre = pretokenize(model, texts, args.batch_size)
         tokenize_s = time.perf_counter() - t0
         # the same embeddings from both TempScale paths (the eager reference is the exactness witness)
-        diff = (run_tempscale(pre) - run_eager(pre)).abs().max().item()
+        diff = (encode_with("tempscale", pre)[0] - encode_with("eager-ref", pre)[0]).abs().max().item()
         apply_tempscale(model, 1.0)
-        identical = torch.equal(encode_pretokenized(model, pre, args.device), run_plain(pre))
+        identical = torch.equal(encode_pretokenized(model, pre, args.device), encode_with("plain", pre)[0])
         remove_tempscale(model)
-        run_plain(pre)  # warm-up
         times: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
+        for name in names:  # warm-up: first calls allocate and pick kernels
+            encode_with(name, pre)
         for round_index in range(args.rounds):
             for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
-                start = time.perf_counter()
-                variants[name](pre)
-                times[name].append(time.perf_counter() - start)
+                times[name].append(encode_with(name, pre)[1])
         base = statistics.median(times["plain"])
         for name in names:
             med = statistics.median(times[name])
