@@ -34,8 +34,10 @@ GAUSS_EPS = 1e-7
 # CPU: a cropped kernel with at least this many cells per channel is convolved by FFT.
 # Measured on 2 cores (benchmarks/bench_dcls_layers.py): FFT wins clearly from 9x9 up.
 FFT_MIN_KERNEL_AREA = 81
+# CPU: depthwise maps with at most this many pixels are convolved as a Toeplitz batched matmul.
+MATMUL_MAX_PIXELS = 100
 
-Algorithm = Literal["auto", "direct", "fft"]
+Algorithm = Literal["auto", "direct", "fft", "matmul"]
 
 
 # --------------------------------------------------------------------------- kernel construction
@@ -176,11 +178,23 @@ def _crop_plan(size: int, k: int, pad: tuple[int, int], stride: int) -> tuple[in
     return lo, hi, out_len, before - lo
 
 
-def choose_algorithm(device: torch.device, kernel_area: int, in_per_group: int, algorithm: Algorithm = "auto") -> str:
-    """'fft' for large depthwise kernels on CPU, else 'direct' (cuDNN / oneDNN)."""
+def choose_algorithm(
+    device: torch.device,
+    kernel_area: int,
+    in_per_group: int,
+    pixels: int,
+    algorithm: Algorithm = "auto",
+) -> str:
+    """Per call: 'matmul' for small depthwise maps on CPU, 'fft' for large kernels on CPU, else
+    'direct' (cuDNN on GPU, oneDNN for small kernels). Thresholds measured with
+    benchmarks/bench_dcls_layers.py on a 2-core CPU."""
     if algorithm != "auto":
         return algorithm
-    if device.type == "cpu" and in_per_group == 1 and kernel_area >= FFT_MIN_KERNEL_AREA:
+    if device.type != "cpu" or in_per_group != 1:
+        return "direct"
+    if pixels <= MATMUL_MAX_PIXELS and kernel_area > 9:
+        return "matmul"
+    if kernel_area >= FFT_MIN_KERNEL_AREA:
         return "fft"
     return "direct"
 
@@ -198,6 +212,61 @@ def _fast_len(n: int) -> int:
         m += 1
 
 
+def _out_slices(dims: int, out_sizes: Sequence[int], stride: Sequence[int]) -> tuple[slice, ...]:
+    return (slice(None), slice(None)) + tuple(
+        slice(0, (out_sizes[d] - 1) * stride[d] + 1, stride[d]) for d in range(dims)
+    )
+
+
+class _FFTCorrelation(torch.autograd.Function):
+    """Circular correlation of end-zero-padded inputs with rolled kernels, one input channel per
+    group (depthwise, optional channel multiplier), with a hand-written backward that needs only
+    real-to-complex / complex-to-real transforms (autograd's would add full complex FFTs and a
+    zero-filled copy of the output gradient)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rolled_kernel: Tensor, fft_sizes: list[int], out_sizes: list[int], stride: list[int]) -> Tensor:
+        dims = len(fft_sizes)
+        fft_dims = tuple(range(-dims, 0))
+        batch, c_in = x.shape[:2]
+        c_out = rolled_kernel.shape[0]
+        mult = c_out // c_in
+        x_f = torch.fft.rfftn(x, s=fft_sizes, dim=fft_dims)
+        k_f = torch.fft.rfftn(rolled_kernel[:, 0], dim=fft_dims)
+        freq = x_f.shape[2:]
+        y_f = x_f.unsqueeze(2) * k_f.conj().view(c_in, mult, *freq)
+        y = torch.fft.irfftn(y_f.view(batch, c_out, *freq), s=fft_sizes, dim=fft_dims)
+        ctx.save_for_backward(x_f, k_f)
+        ctx.meta = (fft_sizes, out_sizes, stride, tuple(x.shape[2:]), mult)
+        return y[_out_slices(dims, out_sizes, stride)].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # type: ignore[override]
+        x_f, k_f = ctx.saved_tensors
+        fft_sizes, out_sizes, stride, in_sizes, mult = ctx.meta
+        dims = len(fft_sizes)
+        fft_dims = tuple(range(-dims, 0))
+        batch, c_out = grad_y.shape[:2]
+        c_in = c_out // mult
+        if all(s == 1 for s in stride):
+            g_full = grad_y
+        else:
+            g_full = grad_y.new_zeros(batch, c_out, *fft_sizes)
+            g_full[_out_slices(dims, out_sizes, stride)] = grad_y
+        g_f = torch.fft.rfftn(g_full, s=fft_sizes, dim=fft_dims)
+        freq = g_f.shape[2:]
+        g_f = g_f.view(batch, c_in, mult, *freq)
+        grad_x = grad_k = None
+        if ctx.needs_input_grad[0]:
+            gx_f = (g_f * k_f.view(c_in, mult, *freq)).sum(2)
+            grad_x = torch.fft.irfftn(gx_f, s=fft_sizes, dim=fft_dims)
+            grad_x = grad_x[(slice(None), slice(None)) + tuple(slice(0, n) for n in in_sizes)].contiguous()
+        if ctx.needs_input_grad[1]:
+            gk_f = (x_f.unsqueeze(2) * g_f.conj()).sum(0).reshape(c_out, *freq)
+            grad_k = torch.fft.irfftn(gk_f, s=fft_sizes, dim=fft_dims).unsqueeze(1)
+        return grad_x, grad_k, None, None, None
+
+
 def fft_conv(
     x: Tensor,
     kernel: Tensor,
@@ -210,7 +279,8 @@ def fft_conv(
     """Cross-correlation like ``F.conv{1,2}d`` (zero padding, stride, groups) via real FFTs.
 
     The input is not padded in memory: the kernel is rolled by the leading padding so that the
-    circular correlation of the end-zero-padded input equals the padded linear correlation.
+    circular correlation of the end-zero-padded input equals the padded linear correlation. The
+    FFT length n >= size + pad_before + pad_after keeps wrapped-around terms in the zero region.
     """
     dims = kernel.dim() - 2
     spatial = x.shape[-dims:]
@@ -225,29 +295,71 @@ def fft_conv(
     kernel_padding: list[int] = []
     for d in reversed(range(dims)):
         kernel_padding += [0, fft_sizes[d] - kernel.shape[2 + d]]
-    ks = F.pad(ks, kernel_padding)
-    ks = torch.roll(ks, shifts=[-pads[d][0] for d in range(dims)], dims=fft_dims)
-    x_f = torch.fft.rfftn(xs, s=fft_sizes, dim=fft_dims)
-    k_f = torch.fft.rfftn(ks, dim=fft_dims).conj()
-    batch = x.shape[0]
+    ks = torch.roll(F.pad(ks, kernel_padding), shifts=[-pads[d][0] for d in range(dims)], dims=fft_dims)
     c_out, in_per_group = kernel.shape[0], kernel.shape[1]
-    freq_shape = x_f.shape[2:]
     if in_per_group == 1:
-        y_f = x_f.view(batch, groups, 1, *freq_shape) * k_f.view(groups, c_out // groups, *freq_shape)
+        y = _FFTCorrelation.apply(xs.contiguous(), ks, fft_sizes, list(out_sizes), list(stride))
     else:
+        batch = x.shape[0]
+        x_f = torch.fft.rfftn(xs, s=fft_sizes, dim=fft_dims)
+        k_f = torch.fft.rfftn(ks, dim=fft_dims).conj()
+        freq = x_f.shape[2:]
         y_f = torch.einsum(
             "ngi...,goi...->ngo...",
-            x_f.view(batch, groups, in_per_group, *freq_shape),
-            k_f.view(groups, c_out // groups, in_per_group, *freq_shape),
+            x_f.view(batch, groups, in_per_group, *freq),
+            k_f.view(groups, c_out // groups, in_per_group, *freq),
         )
-    y = torch.fft.irfftn(y_f.reshape(batch, c_out, *freq_shape), s=fft_sizes, dim=fft_dims)
-    index: list[slice] = [slice(None), slice(None)]
-    for d in range(dims):
-        index.append(slice(0, (out_sizes[d] - 1) * stride[d] + 1, stride[d]))
-    y = y[tuple(index)]
+        y = torch.fft.irfftn(y_f.reshape(batch, c_out, *freq), s=fft_sizes, dim=fft_dims)
+        y = y[_out_slices(dims, out_sizes, stride)]
     if bias is not None:
         y = y + bias.to(y.dtype).view(1, -1, *([1] * dims))
     return y.to(x.dtype)
+
+
+def matmul_conv(
+    x: Tensor,
+    kernel: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    pads: Sequence[tuple[int, int]],
+    out_sizes: Sequence[int],
+) -> Tensor:
+    """Depthwise convolution of a small map as one batched matmul per channel, y_c = T_c x_c, with
+    the (out_pixels x in_pixels) Toeplitz matrix T_c unfolded from the flipped, padded kernel.
+
+    Exact; on CPU it beats both direct and FFT convolution when the map is small (late ConvNeXt
+    stages) and the kernel is large. Unfold's backward (fold) returns the kernel gradient.
+    """
+    dims = kernel.dim() - 2
+    batch, c_in = x.shape[:2]
+    c_out = kernel.shape[0]
+    mult = c_out // c_in
+    in_sizes = x.shape[2:]
+    flipped = kernel[:, 0].flip(list(range(1, dims + 1)))  # (C_out, *k)
+    # Z[c] = K[in - 1 + before - c]: windows Z[o*s : o*s + in] are the rows of T, input reversed.
+    pad_arg: list[int] = []
+    for d in reversed(range(dims)):
+        k = kernel.shape[2 + d]
+        offset = k - in_sizes[d] - pads[d][0]
+        length = (out_sizes[d] - 1) * stride[d] + in_sizes[d]
+        pad_arg += [-offset, length - k + offset]
+    z = F.pad(flipped, pad_arg)
+    for d in range(dims):
+        z = z.unfold(1 + d, in_sizes[d], stride[d])  # (C, o_0, .., o_d, rest..., i_0..i_d)
+    n_out = 1
+    for o in out_sizes:
+        n_out *= o
+    # (C_out, in_px, out_px) contiguous: the layout for which CPU bmm and its backward are fastest
+    order = [0, *range(dims + 1, 2 * dims + 1), *range(1, dims + 1)]
+    toeplitz = z.permute(order).reshape(c_out, -1, n_out).to(x.dtype)
+    xs = x.flip(list(range(2, dims + 2))).reshape(batch, c_in, -1).transpose(0, 1)  # (C_in, N, in_px)
+    if mult > 1:
+        xs = xs.repeat_interleave(mult, dim=0)
+    y = torch.bmm(xs.contiguous(), toeplitz)  # (C_out, N, out_px)
+    y = y.transpose(0, 1).reshape(batch, c_out, *out_sizes)
+    if bias is not None:
+        y = y + bias.to(y.dtype).view(1, -1, *([1] * dims))
+    return y
 
 
 def dcls_conv(
@@ -261,7 +373,7 @@ def dcls_conv(
 ) -> Tensor:
     """``F.conv{1,2}d(x, kernel, bias, stride, padding, groups=groups)`` with dilation 1, faster.
 
-    Crops the kernel to the taps that can reach the input (exact), then picks direct or FFT.
+    Crops the kernel to the taps that can reach the input (exact), then picks an algorithm.
     """
     dims = kernel.dim() - 2
     if x.dim() != dims + 2:
@@ -282,11 +394,18 @@ def dcls_conv(
     area = 1
     for s in kernel.shape[2:]:
         area *= int(s)
-    algo = choose_algorithm(x.device, area, kernel.shape[1], algorithm)
+    pixels = 1
+    for s in x.shape[2:]:
+        pixels *= int(s)
+    algo = choose_algorithm(x.device, area, kernel.shape[1], pixels, algorithm)
     if algo == "fft":
         return fft_conv(x, kernel, bias, stride, new_pads, groups, out_sizes)
+    if algo == "matmul":
+        if kernel.shape[1] != 1:
+            raise ValueError("algorithm 'matmul' needs one input channel per group (depthwise)")
+        return matmul_conv(x, kernel, bias, stride, new_pads, out_sizes)
     if algo != "direct":
-        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected auto, direct or fft")
+        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected auto, direct, fft or matmul")
     conv = F.conv1d if dims == 1 else F.conv2d
     if all(b == a for b, a in new_pads):
         return conv(x, kernel, bias, tuple(stride), tuple(b for b, _ in new_pads), 1, groups)

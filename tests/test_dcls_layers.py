@@ -1,0 +1,170 @@
+"""DCLS layers: init, clamp, shared positions, device, and the convolution algorithms vs F.conv2d."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tsdcls.dcls import (
+    Dcls1d,
+    Dcls2d,
+    clamp_dcls_parameters,
+    dcls_conv,
+    new_positions,
+    position_parameters,
+)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def test_parameter_shapes_names_and_flag() -> None:
+    layer = Dcls2d(8, 16, 5, 9, groups=4, version="gauss")
+    assert layer.is_dcls is True
+    assert layer.weight.shape == (16, 2, 5)
+    assert layer.P.shape == (2, 16, 2, 5)
+    assert layer.SIG.shape == (2, 16, 2, 5) and layer.sigma is layer.SIG
+    assert layer.construct_kernel().shape == (16, 2, 9, 9)
+    assert Dcls2d(4, 4, 3, 7, version="v0").SIG is None
+    assert Dcls1d(4, 4, 3, 7).P.shape == (1, 4, 4, 3)
+    assert {n for n, _ in layer.named_parameters()} == {"weight", "P", "SIG", "bias"}
+
+
+def test_init_statistics_match_the_paper() -> None:
+    torch.manual_seed(0)
+    layer = Dcls2d(256, 256, 34, 17, groups=256, version="gauss", sigma_init=0.23)
+    positions = layer.P.detach()
+    assert abs(float(positions.mean())) < 0.02
+    assert abs(float(positions.std()) - 0.5) < 0.02  # N(0, 0.5); clamp at +-8 never bites
+    # kaiming-uniform(a=sqrt(5)) on fan_in = 1 * 34 -> U(-1/sqrt(34), 1/sqrt(34))
+    bound = 1 / 34**0.5
+    weight = layer.weight.detach()
+    assert float(weight.abs().max()) <= bound + 1e-6
+    assert abs(float(weight.std()) - bound / 3**0.5) < 0.05 * bound
+    assert torch.all(layer.SIG == 0.23)
+
+
+def test_init_clamps_small_grids() -> None:
+    torch.manual_seed(0)
+    layer = Dcls2d(64, 64, 50, 3, groups=64)  # lim = 1: N(0, 0.5) often exceeds it
+    assert float(layer.P.detach().abs().max()) == 1.0
+
+
+def test_clamp_parameters_limits_positions() -> None:
+    layer = Dcls2d(4, 4, 3, (7, 5), groups=4)
+    with torch.no_grad():
+        layer.P.fill_(100.0)
+        layer.P[0, 0, 0, 0] = -100.0
+    layer.clamp_parameters()
+    assert float(layer.P[0].detach().max()) == 3.0 and float(layer.P[0].detach().min()) == -3.0
+    assert float(layer.P[1].detach().max()) == 2.0
+
+
+def test_shared_positions_are_one_parameter() -> None:
+    shared = new_positions(2, 8, 1, 6, 9)
+    model = torch.nn.Sequential(
+        Dcls2d(8, 8, 6, 9, groups=8, shared_positions=shared),
+        Dcls2d(8, 8, 6, 9, groups=8, shared_positions=shared),
+    )
+    assert model[0].P is model[1].P is shared
+    assert position_parameters(model) == [shared]
+    model(torch.randn(1, 8, 10, 10)).sum().backward()
+    assert shared.grad is not None
+    with torch.no_grad():
+        shared.fill_(50.0)
+    clamp_dcls_parameters(model)
+    assert float(shared.detach().max()) == 4.0
+    with pytest.raises(ValueError, match="shared_positions"):
+        Dcls2d(8, 8, 5, 9, groups=8, shared_positions=shared)
+
+
+def test_kernel_is_built_on_the_parameters_device_without_cached_indices() -> None:
+    layer = Dcls2d(4, 4, 3, 7, groups=4, version="gauss")
+    kernel = layer.construct_kernel()
+    assert kernel.device == layer.weight.device
+    layer = layer.to(torch.float64)  # a moved module rebuilds everything from its parameters
+    out = layer(torch.randn(1, 4, 9, 9, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    assert not [k for k, v in vars(layer).items() if isinstance(v, torch.Tensor)]
+    with torch.device("meta"):
+        on_meta = Dcls2d(4, 4, 3, 7, groups=4)
+    assert on_meta.construct_kernel().device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_kernel_follows_module_to_cuda() -> None:
+    layer = Dcls2d(4, 4, 3, 7, groups=4)
+    layer(torch.randn(1, 4, 9, 9))
+    layer = layer.cuda()
+    out = layer(torch.randn(1, 4, 9, 9, device="cuda"))
+    assert out.device.type == "cuda"
+
+
+CONV_CASES = [
+    # (c_in, c_out, groups, k, stride, padding, size)
+    (6, 6, 6, 7, 1, "same", (13, 13)),
+    (6, 6, 6, 8, 1, "same", (12, 15)),  # even kernel: asymmetric 'same'
+    (6, 6, 6, 17, 1, 8, (9, 11)),  # kernel larger than the map: cropped
+    (4, 4, 4, 9, 2, 4, (15, 14)),  # stride 2, odd/even sizes
+    (4, 8, 4, 5, 3, 1, (16, 17)),  # multiplier, stride 3
+    (4, 6, 2, 7, 1, 0, (12, 12)),  # grouped, valid
+    (3, 5, 1, 10, 2, (2, 5), (20, 19)),  # dense, even kernel, anisotropic padding
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"k{c[3]}-s{c[4]}-g{c[2]}-p{c[5]}")
+@pytest.mark.parametrize("algorithm", ["fft", "matmul", "auto"])
+def test_conv_algorithms_equal_conv2d(case: tuple, algorithm: str) -> None:
+    c_in, c_out, groups, k, stride, padding, size = case
+    if algorithm == "matmul" and c_in != groups:
+        pytest.skip("matmul is for one input channel per group")
+    torch.manual_seed(0)
+    x = torch.randn(2, c_in, *size, requires_grad=True)
+    kernel = torch.randn(c_out, c_in // groups, k, k, requires_grad=True)
+    bias = torch.randn(c_out, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: even 'same' kernels copy the input
+        expected = F.conv2d(x, kernel, bias, stride, padding, 1, groups)
+    got = dcls_conv(x, kernel, bias, (stride, stride), padding, groups, algorithm)
+    assert got.shape == expected.shape
+    assert _rel(got, expected) < 1e-5
+    grad = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, (x, kernel, bias), grad)
+    have = torch.autograd.grad(got, (x, kernel, bias), grad)
+    for w, h in zip(want, have, strict=True):
+        assert _rel(h, w) < 1e-5
+
+
+def test_fft_conv_1d_equals_conv1d() -> None:
+    x = torch.randn(3, 5, 40, requires_grad=True)
+    kernel = torch.randn(5, 1, 21, requires_grad=True)
+    expected = F.conv1d(x, kernel, None, 2, 10, 1, 5)
+    got = dcls_conv(x, kernel, None, (2,), 10, 5, "fft")
+    assert _rel(got, expected) < 1e-5
+    gx_w, gk_w = torch.autograd.grad(expected.sum(), (x, kernel))
+    gx_h, gk_h = torch.autograd.grad(got.sum(), (x, kernel))
+    assert _rel(gx_h, gx_w) < 1e-5 and _rel(gk_h, gk_w) < 1e-5
+
+
+def test_fft_conv_keeps_low_precision_dtype() -> None:
+    x = torch.randn(1, 4, 12, 12).to(torch.bfloat16)
+    kernel = torch.randn(4, 1, 9, 9).to(torch.bfloat16)
+    out = dcls_conv(x, kernel, None, (1, 1), "same", 4, "fft")
+    assert out.dtype == torch.bfloat16
+    expected = F.conv2d(x.float(), kernel.float(), None, 1, "same", 1, 4)
+    assert _rel(out.float(), expected) < 2e-2
+
+
+def test_bad_arguments_raise_clear_errors() -> None:
+    with pytest.raises(ValueError, match="version"):
+        Dcls2d(4, 4, 3, 7, version="v9")
+    with pytest.raises(ValueError, match="divisible"):
+        Dcls2d(4, 6, 3, 7, groups=4)
+    with pytest.raises(ValueError, match="stride"):
+        Dcls2d(4, 4, 3, 7, stride=2, padding="same")
+    with pytest.raises(ValueError, match="algorithm"):
+        dcls_conv(torch.randn(1, 2, 5, 5), torch.randn(2, 1, 3, 3), None, (1, 1), 1, 2, "winograd")  # type: ignore[arg-type]
