@@ -154,6 +154,11 @@ def mpnet():
 def test_minilm_matches_reference_and_keeps_sdpa(minilm):
     hf_model = minilm[0].auto_model
     assert hf_model.config._attn_implementation == "sdpa"
+    masks: list[torch.Tensor | None] = []
+    first_attention = next(m for m in hf_model.modules() if type(m).__name__ == "BertSelfAttention")
+    spy = first_attention.register_forward_pre_hook(
+        lambda _m, _a, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True
+    )
     handle = apply_tempscale(minilm, 0.8)
     try:
         assert handle.patched_layers == list(range(6))
@@ -164,6 +169,10 @@ def test_minilm_matches_reference_and_keeps_sdpa(minilm):
         assert hf_model.config._attn_implementation == "sdpa"
     finally:
         handle.remove()
+        spy.remove()
+    # the exactness argument: with SDPA, transformers 5 hands padded batches a boolean keep-mask
+    # (masked keys -> -inf inside SDPA), so scaling the logits before the mask is exact
+    assert masks and masks[0] is not None and masks[0].dtype == torch.bool
     with reference_attention(hf_model, {i: 0.8 for i in range(6)}):
         expected = _encode(minilm)
     plain = _encode(minilm)
