@@ -58,7 +58,7 @@ QUEUE_LINE = re.compile(r"^(\d+)\|([A-Z_]+)$", re.MULTILINE)
 # Fields that legitimately differ between two runs of the same job (wall clock, machine).
 VOLATILE_KEY = re.compile(
     r"(^|_)(provenance|time|times|timestamp|date|seconds|secs|sec|ms|elapsed|duration|runtime|"
-    r"wall|started_at|finished_at|host|hostname|throughput|per_second|per_sec|"
+    r"wall|started_at|finished_at|host|hostname|throughput|latency|speed|fps|per_second|per_sec|per_s|"
     r"kg_co2_emissions)($|_)",
     re.IGNORECASE,
 )
@@ -113,11 +113,16 @@ def _text_without_provenance(path: Path) -> list[str]:
 
 
 def _tensors(path: Path) -> Any:
+    import numpy as np
     import torch
 
     def plain(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
-            return value.detach().double().flatten().tolist()
+            value = value.detach().cpu().numpy()
+        if isinstance(value, np.ndarray):
+            return value.astype(float).ravel().tolist() if value.dtype.kind in "biuf" else value.ravel().tolist()
+        if isinstance(value, np.generic):
+            return value.item()
         if isinstance(value, dict):
             return {str(k): plain(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
@@ -231,6 +236,8 @@ def run_on_slurm(workdir: Path, cluster: Path) -> tuple[int, str]:
     return code, log.read_text(errors="replace")
 
 
+@pytest.mark.slow
+@pytest.mark.slurm
 def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
     smoke_run: Path, cluster_dir: Path, tmp_path: Path
 ) -> None:
@@ -283,6 +290,7 @@ def test_comparison_sees_a_changed_number_but_not_provenance(tmp_path: Path) -> 
     assert any("gain" in d for d in diffs) and "only in the SLURM run: extra.json" in diffs
 
 
+@pytest.mark.slow
 def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
     """`--profile workflow/profiles/slurm -n` builds the DAG (no cluster needed)."""
     workdir = workflow_copy(tmp_path / "dry")
@@ -295,6 +303,7 @@ def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
 
+@pytest.mark.slow
 def test_resources_reach_sbatch_names(tmp_path: Path) -> None:
     """Partition, account, QoS and GPU model from config become the plugin's resource names."""
     workdir = workflow_copy(tmp_path / "res")
