@@ -1,0 +1,108 @@
+"""convert_model on real timm models, and the registered DCLS timm names."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from tsdcls.dcls import (
+    VARIANTS,
+    Dcls2d,
+    GridDilatedConv2d,
+    convert_model,
+    count_parameters,
+    dilated_grid,
+)
+from tsdcls.dcls.convert import paper_parameter_counts
+
+
+def _tiny_input() -> torch.Tensor:
+    return torch.randn(2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_convnext_atto_conversion(variant: str) -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("convnext_atto")
+    x = _tiny_input()
+    shape = model(x).shape
+    dense_params = count_parameters(model)
+    share = variant != "dilated"
+    report = convert_model(model, variant, kernel_count=34, dilated_kernel_size=17, share_positions_per_stage=share)
+    out = model(x)
+    assert out.shape == shape
+    out.sum().backward()
+    assert report.params_before == dense_params
+    assert report.params_after == count_parameters(model)
+    if variant == "dense":
+        assert report.replaced == 0 and report.params_after == dense_params
+        return
+    assert report.replaced == 12 == len(report.layers)  # depths (2, 2, 6, 2)
+    dims_by_block = [40] * 2 + [80] * 2 + [160] * 6 + [320] * 2
+    if variant == "dilated":
+        grid, dilation = dilated_grid(34, 17)
+        assert (grid, dilation) == (6, 3)
+        assert all(isinstance(b.conv_dw, GridDilatedConv2d) for s in model.stages for b in s.blocks)
+        expected = dense_params + sum(d * (36 - 49) for d in dims_by_block)
+        assert report.params_after == expected
+        return
+    layers = [b.conv_dw for s in model.stages for b in s.blocks]
+    assert all(isinstance(layer, Dcls2d) for layer in layers)
+    # one shared position tensor per stage: 34 weights per block + 68 positions per stage
+    expected = dense_params + sum(d * (34 - 49) for d in dims_by_block) + 68 * (40 + 80 + 160 + 320)
+    if variant == "dcls_gauss":
+        expected += sum(d * 68 for d in dims_by_block)  # SIG: 2 per tap and layer
+        assert all(layer.version == "gauss" for layer in layers)
+    assert report.params_after == expected
+    assert layers[0].P is layers[1].P and layers[1].P is not layers[2].P
+    if variant == "dcls_frozen":
+        assert not layers[0].P.requires_grad and layers[0].P.grad is None
+        assert report.trainable_params_after == expected - 68 * (40 + 80 + 160 + 320)
+    else:
+        assert layers[0].P.grad is not None
+
+
+@pytest.mark.parametrize("variant", ["dilated", "dcls_v0"])
+def test_resnet18_conversion(variant: str) -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18")
+    x = _tiny_input()
+    shape = model(x).shape
+    before = count_parameters(model)
+    report = convert_model(model, variant, kernel_count=3, dilated_kernel_size=7)
+    assert model(x).shape == shape
+    assert report.replaced == 16  # 8 basic blocks x 2 convs, strided ones included
+    assert report.params_before == before
+    if variant == "dcls_v0":
+        assert report.params_after == before  # 3 weights + 2 x 3 positions = 3x3
+    assert any(layer.name == "layer2.0.conv1" and " s2" in layer.before for layer in report.layers)
+
+
+def test_unsupported_model_and_variant_raise() -> None:
+    with pytest.raises(ValueError, match="ConvNeXt and ResNet"):
+        convert_model(nn.Sequential(nn.Conv2d(3, 3, 3)), "dcls_v0", 5, 7)
+    with pytest.raises(ValueError, match="variant"):
+        convert_model(timm.create_model("test_convnext"), "sparse", 5, 7)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["test_convnext_dcls", "resnet18_dcls"])
+def test_registered_timm_names_create_working_models(name: str) -> None:
+    assert name in timm.list_models("*_dcls")
+    model = timm.create_model(name, num_classes=7)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+    assert model.dcls_report.replaced > 0
+    gauss = timm.create_model(name, num_classes=7, dcls_variant="dcls_gauss")
+    assert all(m.version == "gauss" for m in gauss.modules() if isinstance(m, Dcls2d))
+
+
+def test_paper_parameter_counts_are_iso() -> None:
+    rows = {row["model"]: row for row in paper_parameter_counts()}
+    tiny = rows["convnext_tiny_dcls"]
+    assert tiny["dense_params"] == 28_589_128
+    # 34 x 6624 weights + 68 x 1440 shared positions vs 49 x 6624: 1440 fewer
+    assert tiny["delta"] == -1440 and tiny["replaced"] == 18
+    assert abs(rows["convnext_small_dcls"]["delta"]) < 1e-3 * rows["convnext_small_dcls"]["dense_params"]
+    assert abs(rows["convnext_base_dcls"]["delta"]) < 1e-3 * rows["convnext_base_dcls"]["dense_params"]
+    assert rows["resnet50_dcls"]["delta"] == 0
