@@ -90,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             outputs={k: Path(v) for k, v in _pairs(args.output, "--output").items()},
             params={k: json.loads(v) for k, v in _pairs(args.param, "--param").items()},
         )
-        _set_threads(job.threads)
-        seed_everything(job.seed)
+        uses_torch = stage != "figures"  # plots read CSV/JSON only: skip torch's slow import
+        if uses_torch:
+            _set_threads(job.threads)
+        seed_everything(job.seed, with_torch=uses_torch)
         module_name, func_name = target.split(":")
         func = getattr(importlib.import_module(module_name), func_name)
         start = time.perf_counter()

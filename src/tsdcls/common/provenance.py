@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,9 @@ def git_commit() -> str:
 
 def describe_device(device: str | None = None) -> str:
     """Human-readable device: 'cpu (N threads)' or the CUDA device name."""
+    if "torch" not in sys.modules and not (device or "").startswith("cuda"):
+        # a job that never loaded torch (figures, tables) does not pay its import for this line
+        return f"cpu ({os.cpu_count()} cores, {platform.machine()}, torch not loaded)"
     try:
         import torch
     except ImportError:  # pragma: no cover

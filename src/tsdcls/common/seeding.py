@@ -6,8 +6,10 @@ import os
 import random
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed every RNG this project uses; ask torch for deterministic algorithms."""
+def seed_everything(seed: int, deterministic: bool = True, with_torch: bool = True) -> None:
+    """Seed every RNG this project uses; ask torch for deterministic algorithms.
+
+    ``with_torch=False`` (figure/table jobs) leaves torch unimported: it costs seconds per job."""
     random.seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
     try:
@@ -16,6 +18,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         np.random.seed(seed % (2**32))
     except ImportError:  # pragma: no cover - numpy is a hard dependency
         pass
+    if not with_torch:
+        return
     try:
         import torch
     except ImportError:  # pragma: no cover
