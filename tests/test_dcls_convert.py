@@ -106,3 +106,11 @@ def test_paper_parameter_counts_are_iso() -> None:
     assert abs(rows["convnext_small_dcls"]["delta"]) < 1e-3 * rows["convnext_small_dcls"]["dense_params"]
     assert abs(rows["convnext_base_dcls"]["delta"]) < 1e-3 * rows["convnext_base_dcls"]["dense_params"]
     assert rows["resnet50_dcls"]["delta"] == 0
+
+
+def test_even_grid_keeps_shapes_or_fails_clearly() -> None:
+    model = timm.create_model("test_convnext", num_classes=5)
+    convert_model(model, "dcls_v0", kernel_count=8, dilated_kernel_size=6, share_positions_per_stage=True)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)  # asymmetric 'same' padding
+    with pytest.raises(ValueError, match="odd"):
+        convert_model(timm.create_model("resnet18"), "dcls_v0", kernel_count=3, dilated_kernel_size=6)

@@ -110,6 +110,12 @@ def _new_conv(
         grid, dilation = dilated_grid(kernel_count, dilated_kernel_size)
         new: nn.Module = GridDilatedConv2d(old.in_channels, old.out_channels, grid, dilation, stride, old.groups, bias)
     else:
+        if stride > 1 and dilated_kernel_size % 2 == 0:
+            raise ValueError(
+                f"dilated_kernel_size {dilated_kernel_size} is even: a strided DCLS conv needs an odd "
+                "grid to keep the replaced conv's output size; use e.g. "
+                f"{dilated_kernel_size + 1}"
+            )
         version = "gauss" if variant == "dcls_gauss" else "v0"
         new = Dcls2d(
             old.in_channels,
@@ -117,7 +123,7 @@ def _new_conv(
             kernel_count,
             dilated_kernel_size,
             stride=stride,
-            padding="same" if stride == 1 and dilated_kernel_size % 2 == 1 else dilated_kernel_size // 2,
+            padding="same" if stride == 1 else dilated_kernel_size // 2,
             groups=old.groups,
             bias=bias,
             version=version,
