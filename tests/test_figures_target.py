@@ -90,3 +90,29 @@ def test_style_colours_are_stable_and_baselines_grey() -> None:
     assert style.color_for("dcls_gauss") == style.color_for("DCLS_GAUSS")
     assert style.color_for("some new variant") == style.color_for("some new variant")
     assert style.color_for("some new variant") in style.PALETTE
+
+
+def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
+    import importlib.util
+
+    from tsdcls.common.io import save_figure
+
+    spec = importlib.util.spec_from_file_location(
+        "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
+    )
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    figures = tmp_path / "results" / "figures"
+    for stem, scale in (("theory_attenuation", "embedded"), ("dcls_accuracy", "smoke")):
+        fig, axes = style.new_figure()
+        style.label_axes(axes[0, 0], x=("n", "tokens"), y=("gain", None))
+        save_figure(fig, figures / stem, {"scale": scale, "git_commit": "0123456789abcdef"})
+    dest = tmp_path / "gallery"
+    args = ["--results", str(tmp_path / "results"), "--dest", str(dest),
+            "--figures", "theory_attenuation", "dcls_accuracy", "dcls_kernels"]
+    assert gallery.main(args) == 1  # one smoke figure refused, one figure missing
+    assert sorted(p.name for p in dest.glob("*.png")) == ["theory_attenuation.png"]
+    index = (dest / "index.md").read_text()
+    assert "| embedded | `0123456789ab` |" in index
+    assert gallery.main([*args[:-1], "--allow-scale", "smoke"]) == 0
+    assert sorted(p.name for p in dest.glob("*.png")) == ["dcls_accuracy.png", "theory_attenuation.png"]
