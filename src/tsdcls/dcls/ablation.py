@@ -39,7 +39,8 @@ def run_rows(metric_files: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame, 
         robust_top1 = [v["top1"] for v in metrics["robustness"].values()]
         runs.append({
             **key, "params": metrics["params"], "trainable_params": metrics["trainable_params"],
-            "dcls_layers": metrics["dcls_layers"], "top1": metrics["top1"], "top5": metrics["top5"],
+            "dcls_layers": metrics["dcls_layers"], "taps": metrics.get("taps_per_kernel"),
+            "top1": metrics["top1"], "top5": metrics["top5"],
             "val_loss": metrics["val_loss"], "robust_top1": float(np.mean(robust_top1)) if robust_top1 else np.nan,
             "img_per_s": metrics["img_per_s"], "step_time_ms": metrics["step_time_ms"],
             "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"],
@@ -70,7 +71,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     grouped = runs.groupby(GRID_KEYS, sort=False)
     table = grouped.agg(
         params=("params", "first"), params_min=("params", "min"), params_max=("params", "max"),
-        dcls_layers=("dcls_layers", "first"),
+        dcls_layers=("dcls_layers", "first"), taps=("taps", "first"),
         top1_mean=("top1", "mean"), top1_std=("top1", "std"),
         top5_mean=("top5", "mean"), top5_std=("top5", "std"),
         robust_top1_mean=("robust_top1", "mean"), robust_top1_std=("robust_top1", "std"),
@@ -103,7 +104,9 @@ def table_rows(table: pd.DataFrame) -> list[list[str]]:
         top1, top1_sd = _pm(row.top1_mean, row.top1_std)
         top5, top5_sd = _pm(row.top5_mean, row.top5_std)
         rob, rob_sd = _pm(row.robust_top1_mean, row.robust_top1_std)
-        kernel = "native" if row.variant == "dense" else f"{row.kernel_count} in {row.dks}x{row.dks}"
+        taps = row.kernel_count if row.taps is None or pd.isna(row.taps) else int(row.taps)
+        grid = {"dilated": "fixed grid", "dcls_frozen": "frozen random"}.get(row.variant, "learned")
+        kernel = "native" if row.variant == "dense" else f"{taps} in {row.dks}x{row.dks} ({grid})"
         rows.append([row.family, VARIANT_LABELS.get(row.variant, row.variant), kernel, f"{row.params:,}",
                      f"{top1} ± {top1_sd}", f"{top5} ± {top5_sd}", f"{rob} ± {rob_sd}",
                      f"{row.img_per_s:,.0f}", f"{row.step_time_ms:.1f}", str(row.n_seeds)])

@@ -163,6 +163,7 @@ def run_evaluate(job: Job) -> None:
         "weights": "ema" if use_ema else "model",
         "params": record["params"], "trainable_params": record["trainable_params"],
         "params_before_conversion": conversion.get("params_before"), "dcls_layers": record["dcls_layers"],
+        "taps_per_kernel": conversion.get("taps_per_kernel") if spec.variant != "dense" else None,
         "top1": clean["top1"], "top5": clean["top5"], "val_loss": clean["loss"], "val_images": clean["images"],
         "per_class_top1": clean["per_class_top1"], "class_names": list(source.class_names),
         "robustness": robustness, "img_per_s": img_per_s, "step_time_ms": record["step_time_ms"],
