@@ -73,7 +73,7 @@ def accuracy_figure(ablation: pd.DataFrame, robustness: pd.DataFrame, provenance
                 style["linestyle"] = ":"
             name = VARIANT_LABELS.get(variant, variant) + ("" if variant == "dense" else f" K={k}/{d}")
             ax.plot(part["severity"], part["top1"], label=f"{family}: {name}", **style)
-        ax.legend(fontsize=5, ncol=1)
+        ax.legend(fontsize=5, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         label_axes(ax, x=("corruption severity", None), y=("top-1 accuracy", "%"),
                    title=f"({chr(97 + len(families))}) corrupted val (mean of types)")
     finish(fig, provenance)
