@@ -75,7 +75,7 @@ def test_repulsion_loss_pushes_overlapping_taps_apart() -> None:
         layer.P[0, :, :, 2] = 0.6
     model = torch.nn.Sequential(layer)
     loss = repulsion_loss(model, torch.zeros(()))
-    assert float(loss) > 0.5
+    assert float(loss.detach()) > 0.5
     loss.backward()
     layer_p = layer.P.detach() - 1.0 * layer.P.grad
     spread_before = torch.cdist(layer.P.detach()[:, 0, 0].T, layer.P.detach()[:, 0, 0].T).sum()
