@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from tsdcls.common.config import ConfigError
@@ -45,19 +46,34 @@ def _label(variant: str) -> str:
     return f"τ={tau[3:]}" + ("" if layers == "all" else f" ({layers.replace('_', ' ')})")
 
 
+def _tau_of(variant: str) -> float:
+    match = re.match(r"tau([0-9.]+)-", variant)
+    return float(match.group(1)) if match else math.nan
+
+
 def _prov(job: Any, frame: Any) -> dict[str, Any]:
     scales = sorted(set(frame["scale"].astype(str))) if "scale" in frame else ["?"]
     return job.prov(scale=",".join(scales), source=str(job.input("ablation")))
 
 
-def _series_style(variant: str) -> dict[str, Any]:
-    from tsdcls.figures.style import series_style
+_FIXED_COLORS = (0, 1, 2, 3, 5, 6)  # palette slots; 4 is the length-adaptive variant's colour
+
+
+def _series_style(variant: str, variants: list[str]) -> dict[str, Any]:
+    """Baseline grey dashed, adaptive its shared colour, fixed taus distinct colours in order."""
+    from tsdcls.figures.style import MARKERS, PALETTE, series_style
 
     if variant == BASELINE:
         return series_style("tau=1")
     if variant.startswith("adaptive"):
-        return series_style("adaptive")
-    return series_style(variant)
+        return {**series_style("adaptive"), "marker": "P"}
+    fixed = [v for v in variants if v != BASELINE and not v.startswith("adaptive")]
+    index = fixed.index(variant) if variant in fixed else 0
+    return {
+        "color": PALETTE[_FIXED_COLORS[index % len(_FIXED_COLORS)]],
+        "marker": MARKERS[1 + index % (len(MARKERS) - 1)],
+        "linestyle": "-",
+    }
 
 
 def run_passkey_needle_figure(job: Any) -> None:
@@ -74,9 +90,10 @@ def run_passkey_needle_figure(job: Any) -> None:
         for c, task in enumerate(tasks):
             ax = axes[r, c]
             rows = frame[(frame["model"] == model) & (frame["task"] == task) & (frame["layers"] == "all")]
-            for variant, part in rows.groupby("variant", sort=False):
-                part = part.sort_values("length")
-                style = _series_style(variant)
+            order = sorted(set(rows["variant"]), key=lambda v: (v.startswith("adaptive"), -_tau_of(v)))
+            for variant in order:
+                part = rows[rows["variant"] == variant].sort_values("length")
+                style = _series_style(variant, order)
                 ax.plot(part["length"], part["score"], label=_label(variant), markerfacecolor="white", **style)
                 sig = part[part["significant"].astype(bool)]
                 ax.plot(sig["length"], sig["score"], linestyle="none", marker=style["marker"], color=style["color"])
