@@ -59,7 +59,7 @@ QUEUE_LINE = re.compile(r"^(\d+)\|([A-Z_]+)$", re.MULTILINE)
 VOLATILE_KEY = re.compile(
     r"(^|_)(provenance|time|times|timestamp|date|seconds|secs|sec|ms|elapsed|duration|runtime|"
     r"wall|started_at|finished_at|host|hostname|throughput|latency|speed|fps|per_second|per_sec|per_s|"
-    r"kg_co2_emissions)($|_)",
+    r"kg_co2_emissions|evaluation_phases)($|_)",
     re.IGNORECASE,
 )
 IGNORED_DIRS = ("logs", "benchmarks")
