@@ -62,6 +62,9 @@ VOLATILE_KEY = re.compile(
     r"kg_co2_emissions|evaluation_phases)($|_)",
     re.IGNORECASE,
 )
+# Table columns and whole plots that show timings (throughput, step time) rather than results.
+TIMING_HEADER = re.compile(r"img/s|/s\b|\(ms\)|\(s\)|seconds|time|throughput|latency|speed", re.IGNORECASE)
+TIMING_FILE = re.compile(r"throughput|speed|timing", re.IGNORECASE)
 IGNORED_DIRS = ("logs", "benchmarks")
 REL_TOL, ABS_TOL = 1e-7, 1e-10
 
@@ -109,7 +112,29 @@ def _csv_records(path: Path) -> dict[str, list]:
 
 
 def _text_without_provenance(path: Path) -> list[str]:
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if "provenance" not in line]
+    """Lines of a text file, provenance comments out and the cells of timing columns blanked.
+
+    A table row is a line with `|` (Markdown) or `&` (LaTeX) cells; a row naming a timing column
+    (img/s, step (ms), ...) marks that column, and later rows with as many cells get it blanked.
+    """
+    lines, masked, width = [], set(), -1
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if "provenance" in line:
+            continue
+        sep = "|" if "|" in line else "&" if "&" in line else None
+        if sep is None:
+            lines.append(line)
+            continue
+        cells = line.split(sep)
+        timing = {i for i, cell in enumerate(cells) if TIMING_HEADER.search(cell)}
+        if timing:
+            masked, width = timing, len(cells)
+        elif len(cells) == width:
+            cells = ["<timing>" if i in masked else cell for i, cell in enumerate(cells)]
+        else:
+            masked, width = set(), -1
+        lines.append(sep.join(cells))
+    return lines
 
 
 def _tensors(path: Path) -> Any:
@@ -136,7 +161,9 @@ def compare_file(local: Path, remote: Path, rel: str) -> list[str]:
     """Differences in the numeric/text content of one result file (empty list: the same)."""
     diffs: list[str] = []
     suffix = local.suffix.lower()
-    if suffix == ".json":
+    if suffix in (".png", ".pdf") and TIMING_FILE.search(local.name):
+        pass  # a plot of measured speed: differs run to run by design
+    elif suffix == ".json":
         _same_value(json.loads(local.read_text()), json.loads(remote.read_text()), rel, diffs)
     elif suffix == ".csv":
         _same_value(_csv_records(local), _csv_records(remote), rel, diffs)
@@ -273,21 +300,25 @@ def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
 def test_comparison_sees_a_changed_number_but_not_provenance(tmp_path: Path) -> None:
     import pandas as pd
 
-    from tsdcls.common.io import write_csv, write_json
+    from tsdcls.common.io import write_csv, write_json, write_table
 
     local, remote = tmp_path / "local", tmp_path / "remote"
     frame = pd.DataFrame({"n": [8, 16], "gain": [0.5, 0.25], "seconds": [1.0, 2.0]})
+    table = "| Variant | Top-1 (%) | img/s |\n|---|---|---|\n| dense | {top1} | {speed} |\n"
     for root, host, seconds in ((local, "a", [1.0, 2.0]), (remote, "b", [3.0, 4.0])):
         write_csv(root / "theory/gain.csv", frame.assign(seconds=seconds), {"host": host})
         write_json(root / "theory/checks.json", {"ok": True, "max": 0.1, "evaluation_time": seconds[0]}, {"host": host})
+        write_table(root / "tables/t.md", table.format(top1="52.0", speed=seconds[0]), {"host": host})
         write_json(root / "logs/x.json", {"ignored": host}, {})
     compared, diffs = compare_results(local, remote)
-    assert compared == {"theory/gain.csv", "theory/checks.json"} and diffs == []
+    assert compared == {"theory/gain.csv", "theory/checks.json", "tables/t.md"} and diffs == []
 
     write_csv(remote / "theory/gain.csv", frame.assign(gain=[0.5, 0.2500001]), {"host": "b"})
+    write_table(remote / "tables/t.md", table.format(top1="52.1", speed=1.0), {"host": "b"})
     write_json(remote / "extra.json", {}, {})
     _, diffs = compare_results(local, remote)
     assert any("gain" in d for d in diffs) and "only in the SLURM run: extra.json" in diffs
+    assert "tables/t.md: text differs" in diffs
 
 
 @pytest.mark.slow
