@@ -236,7 +236,23 @@ def workflow_copy(dest: Path) -> Path:
     return workdir
 
 
-def run_on_slurm(workdir: Path, cluster: Path) -> tuple[int, str]:
+def local_run_commit(results: Path) -> str | None:
+    """The git commit the local run stamped into its files (figure footers and tables show it)."""
+    from tsdcls.common.io import read_provenance
+
+    for path in sorted(results.rglob("*.json")):
+        if path.relative_to(results).parts[0] in IGNORED_DIRS:
+            continue
+        try:
+            commit = read_provenance(path).get("git_commit")
+        except (KeyError, ValueError, TypeError, AttributeError):
+            continue
+        if commit:
+            return str(commit)
+    return None
+
+
+def run_on_slurm(workdir: Path, cluster: Path, commit: str | None = None) -> tuple[int, str]:
     """The smoke DAG through the SLURM profile, then `squeue` of every job, on a fresh cluster.
 
     Output goes to a file, not a pipe: a job step that outlived a killed run must not keep the
@@ -252,6 +268,8 @@ def run_on_slurm(workdir: Path, cluster: Path) -> tuple[int, str]:
            "bash", str(CLUSTER_SCRIPT), "run", str(cluster),
            "bash", "-c", then_list_jobs, "run-then-list", *snakemake]
     env = workflow_env() | {"PYTHON": sys.executable}
+    if commit:  # the same stamp as the local run, even when HEAD moved in between
+        env["TSDCLS_GIT_COMMIT"] = commit
     log = workdir / "slurm-run.log"
     with open(log, "w") as handle:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -269,7 +287,7 @@ def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
     smoke_run: Path, cluster_dir: Path, tmp_path: Path
 ) -> None:
     workdir = workflow_copy(tmp_path / "slurm-run")
-    code, output = run_on_slurm(workdir, cluster_dir)
+    code, output = run_on_slurm(workdir, cluster_dir, commit=local_run_commit(smoke_run / "results"))
     timed_out = " (timed out)" if code in (124, 137) else ""
     assert code == 0, f"SLURM run failed ({code}){timed_out}:\n{output[-10000:]}"
 
