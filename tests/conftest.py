@@ -76,6 +76,12 @@ def _network_guard(workdir: Path) -> list[str]:
     where the machine lacks it (the offline test then skips with the reason).
     """
     prefix: list[str] = []
+    if shutil.which("scontrol") and not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
+        # The SLURM executor plugin runs `scontrol show config` whenever snakemake loads its
+        # plugins, even for a local run; with no slurm.conf (the SLURM test installs the client
+        # but writes its config elsewhere) slurm falls back to a DNS SRV lookup. An empty
+        # config file makes scontrol fail at once instead. Not the pipeline's traffic.
+        prefix += ["env", "SLURM_CONF=/dev/null"]
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
         prefix += ["unshare", "--net"]
     if shutil.which("strace"):
