@@ -160,15 +160,6 @@ if enabled("tempscale"):
 # --- dcls figures -----------------------------------------------------------------------------
 
 
-def dcls_kernel_inputs(wildcards) -> list[str]:
-    """kernels.json of the runs named in dcls.figures.kernel_runs, at the first seed."""
-    seed = config["dcls"]["seeds"][0]
-    return [
-        "results/dcls/runs/{family}/{variant}/k{kernel_count}_d{dks}/seed{seed}/kernels.json".format(seed=seed, **run)
-        for run in config["dcls"]["figures"]["kernel_runs"]
-    ]
-
-
 rule figure_dcls_accuracy:
     """Top-1 per conv variant (mean ± std over seeds) and top-1 under corruption by severity."""
     input:
@@ -247,26 +238,6 @@ if enabled("dcls"):
 
 
 # --- tables and report ------------------------------------------------------------------------
-PUBLISHED_NUMBERS = "data/published_numbers.yaml"
-
-
-def paper_compare_inputs(wildcards) -> dict[str, str]:
-    """Published numbers, plus each stage's ablation.csv when the stage is on and a rule makes it
-    (a stage that is off gives "not run" cells instead of a missing-input error)."""
-    inputs = {"published": PUBLISHED_NUMBERS}
-    for stage in ("dcls", "tempscale"):
-        path = f"{RESULTS}/{stage}/ablation.csv"
-        if enabled(stage) and any(rule.is_producer(path) for rule in workflow.rules):
-            inputs[stage] = path
-    return inputs
-
-
-def paper_compare_io(wildcards, input, output) -> str:
-    """job_io plus the DCLS/TempScale config sections, so the table states what this run ran."""
-    runs = {stage: config[stage] for stage in ("dcls", "tempscale")}
-    return job_io(wildcards, input, output) + " --param runs=" + shlex.quote(json.dumps(runs, sort_keys=True))
-
-
 rule table_paper_vs_reproduced:
     """The papers' published numbers beside this run's, with each run's scale and setup."""
     input:

@@ -34,49 +34,16 @@ TARGETS["tempscale"] += [rules.tempscale_collapse.output.checks]
 # --- mteb tasks and ablations -----------------------------------------------------------------
 # One evaluation job per model x TempScale variant (every mteb task inside it), then one
 # aggregation with paired significance tests. The grid comes from tempscale.ablation.
-import json as _ts_json
-
-from tsdcls.tempscale.ablation import SLUG_PATTERN as _TS_SLUG_PATTERN
-from tsdcls.tempscale.ablation import model_slugs as _ts_model_slugs
-from tsdcls.tempscale.ablation import variant_slugs as _ts_variant_slugs
-
-TEMPSCALE_EVAL = "results/tempscale/eval/{model}/{variant}"
-TEMPSCALE_MTEB_CACHE = "results/tempscale/mteb"
-
-
-def _ts_grid() -> list[tuple[str, str]]:
-    if not enabled("tempscale"):
-        return []
-    return [(m, v) for m in _ts_model_slugs(config["tempscale"]) for v in _ts_variant_slugs(config["tempscale"])]
-
-
-def _ts_eval_io(wildcards, input, output) -> str:
-    """job_io plus the job's model, variant and mteb cache folder as --param values."""
-    extra = {"model": wildcards.model, "variant": wildcards.variant, "mteb_cache": TEMPSCALE_MTEB_CACHE}
-    params = " ".join(f"--param {k}={shlex.quote(_ts_json.dumps(v))}" for k, v in extra.items())
-    return f"{job_io(wildcards, input, output)} {params}"
-
-
-def _ts_eval_inputs(wildcards) -> dict[str, str]:
-    """scores_i / per_item_i for every (model, variant) of the grid (named for job_io)."""
-    files = {}
-    for i, (model, variant) in enumerate(_ts_grid()):
-        folder = TEMPSCALE_EVAL.format(model=model, variant=variant)
-        files[f"scores_{i}"] = f"{folder}/scores.csv"
-        files[f"per_item_{i}"] = f"{folder}/per_item.csv"
-    return files
-
-
 rule tempscale_evaluate:
     """One model x TempScale variant through mteb.evaluate on every local (and hub) task."""
     output:
         scores="results/tempscale/eval/{model}/{variant}/scores.csv",
         per_item="results/tempscale/eval/{model}/{variant}/per_item.csv",
     params:
-        io=_ts_eval_io,
+        io=tempscale_eval_io,
     wildcard_constraints:
         model="[A-Za-z0-9_.-]+",
-        variant=_TS_SLUG_PATTERN,
+        variant=TEMPSCALE_SLUG_PATTERN,
     log:
         log_path("tempscale_evaluate", "{model}/{variant}"),
     benchmark:
@@ -93,7 +60,7 @@ rule tempscale_evaluate:
 rule tempscale_ablation:
     """Every variant vs tau = 1 of the same model: delta, paired p-value, significance."""
     input:
-        unpack(_ts_eval_inputs),
+        unpack(tempscale_eval_inputs),
     output:
         ablation="results/tempscale/ablation.csv",
     params:
