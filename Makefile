@@ -41,7 +41,7 @@ report: install
 	snakemake --cores $(CORES) --report results/report.html $(if $(CONFIG),--configfile $(CONFIG))
 
 lint: install
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks workflow/scripts
 	snakemake --lint
 
 dry-run: install
