@@ -72,3 +72,17 @@ def test_config_errors_name_the_key() -> None:
     assert require({"a": {"b": 5}}, "a.b") == 5
     with pytest.raises(ConfigError, match="JSON object"):
         parse_stage_config("[1]")
+
+
+def test_atomic_write_gives_umask_mode_not_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from tsdcls.common.io import write_text
+
+    old = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

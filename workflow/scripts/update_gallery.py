@@ -7,12 +7,15 @@
 Every figure's provenance (embedded in the PNG by tsdcls.common.io.save_figure) is checked:
 by default only an `embedded` (or fuller) run may fill the gallery, so a smoke-test plot never
 ends up in the README. docs/gallery/index.md lists each copied figure with its scale and commit.
+The paper-vs-reproduced table is copied too (same scale check), and the README's block between
+README_BEGIN and README_END is rewritten with the figures and that table (`--readme ''` skips it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +30,9 @@ GALLERY = {
     "dcls_kernels": "Learned DCLS kernel positions after training.",
 }
 FULL_SCALES = ("embedded", "embedded-full", "paper")
+TABLE = "paper_vs_reproduced"
+README_BEGIN = "<!-- GALLERY:BEGIN (written by workflow/scripts/update_gallery.py) -->"
+README_END = "<!-- GALLERY:END -->"
 
 
 def read_png_provenance(path: Path) -> dict:
@@ -37,6 +43,54 @@ def read_png_provenance(path: Path) -> dict:
     if not blob:
         raise ValueError(f"{path}: no provenance in the PNG (not written by save_figure?)")
     return json.loads(blob)
+
+
+def read_table_provenance(path: Path) -> dict:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    prefix = "<!-- provenance: "
+    if not first.startswith(prefix):
+        raise ValueError(f"{path}: no provenance line (not written by tsdcls.common.io.write_table?)")
+    return json.loads(first[len(prefix):].removesuffix(" -->"))
+
+
+def copy_table(results: Path, dest: Path, allowed_scales: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """Copy the paper-vs-reproduced table; return its body (provenance line dropped) or None."""
+    source = results / "tables" / f"{TABLE}.md"
+    if not source.is_file():
+        return None, [f"{source}: missing (figures stage disabled?)"]
+    scale = read_table_provenance(source).get("scale", "unknown")
+    if scale not in allowed_scales:
+        return None, [f"{source}: scale {scale!r} not in {allowed_scales} (use --allow-scale)"]
+    shutil.copy2(source, dest / source.name)
+    return "\n".join(source.read_text(encoding="utf-8").splitlines()[1:]).strip(), []
+
+
+def readme_block(dest: Path, readme: Path, copied: list[str], table: str | None) -> str:
+    """Markdown for the README: the copied figures (two per row) and the table, headings demoted."""
+    folder = Path(os.path.relpath(dest, readme.parent)).as_posix()
+    lines = [README_BEGIN, "", "### Results gallery (default run)", ""]
+    for first in range(0, len(copied), 2):
+        pair = copied[first:first + 2]
+        lines.append("| " + " | ".join(GALLERY.get(name, name) for name in pair) + " |")
+        lines.append("| " + " | ".join("---" for _ in pair) + " |")
+        lines.append("| " + " | ".join(f"![{name}]({folder}/{name}.png)" for name in pair) + " |")
+        lines.append("")
+    lines.append(f"Scale and commit of every figure: [{folder}/index.md]({folder}/index.md).")
+    if table:
+        lines += ["", *(f"##{line}" if line.startswith("#") else line for line in table.splitlines()), ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def write_readme_block(readme: Path, block: str) -> None:
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme}: markers {README_BEGIN!r} ... {README_END!r} not found")
+    start = text.index(README_BEGIN)
+    end = text.index(README_END) + len(README_END)
+    tmp = readme.with_name(f".{readme.name}.tmp")
+    tmp.write_text(text[:start] + block + text[end:], encoding="utf-8")
+    os.replace(tmp, readme)
 
 
 def update_gallery(results: Path, dest: Path, names: list[str], allowed_scales: tuple[str, ...]) -> list[str]:
@@ -77,11 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, default=Path("docs/gallery"))
     parser.add_argument("--figures", nargs="+", default=list(GALLERY), metavar="STEM",
                         help=f"figure stems under results/figures (default: {' '.join(GALLERY)})")
+    parser.add_argument("--readme", default="README.md", help="README to update between the markers ('' = none)")
     parser.add_argument("--allow-scale", action="append", default=[], metavar="SCALE",
                         help="also accept figures of this scale (e.g. smoke, for trying it out)")
     args = parser.parse_args(argv)
-    problems = update_gallery(args.results, args.dest, args.figures,
-                              FULL_SCALES + tuple(args.allow_scale))
+    scales = FULL_SCALES + tuple(args.allow_scale)
+    problems = update_gallery(args.results, args.dest, args.figures, scales)
+    table, table_problems = copy_table(args.results, args.dest, scales)
+    problems += table_problems
+    if args.readme:
+        copied = [name for name in args.figures if (args.dest / f"{name}.png").is_file()]
+        write_readme_block(Path(args.readme), readme_block(args.dest, Path(args.readme), copied, table))
     for problem in problems:
         print(f"update_gallery: {problem}", file=sys.stderr)
     copied = sorted(p.name for p in args.dest.glob("*.png"))
