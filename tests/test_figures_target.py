@@ -95,7 +95,7 @@ def test_style_colours_are_stable_and_baselines_grey() -> None:
 def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
     import importlib.util
 
-    from tsdcls.common.io import save_figure
+    from tsdcls.common.io import save_figure, write_table
 
     spec = importlib.util.spec_from_file_location(
         "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
@@ -107,6 +107,7 @@ def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
         fig, axes = style.new_figure()
         style.label_axes(axes[0, 0], x=("n", "tokens"), y=("gain", None))
         save_figure(fig, figures / stem, {"scale": scale, "git_commit": "0123456789abcdef"})
+    write_table(tmp_path / "results" / "tables" / "paper_vs_reproduced.md", "# t\n", {"scale": "embedded"})
     dest = tmp_path / "gallery"
     args = ["--results", str(tmp_path / "results"), "--dest", str(dest),
             "--figures", "theory_attenuation", "dcls_accuracy", "dcls_kernels"]
@@ -116,3 +117,35 @@ def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
     assert "| embedded | `0123456789ab` |" in index
     assert gallery.main([*args[:-1], "--allow-scale", "smoke"]) == 0
     assert sorted(p.name for p in dest.glob("*.png")) == ["dcls_accuracy.png", "theory_attenuation.png"]
+
+
+def test_update_gallery_writes_readme_block_with_the_table(tmp_path: Path) -> None:
+    import importlib.util
+
+    from tsdcls.common.io import save_figure, write_table
+
+    spec = importlib.util.spec_from_file_location(
+        "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
+    )
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    results = tmp_path / "results"
+    fig, axes = style.new_figure()
+    style.label_axes(axes[0, 0], x=("n", "tokens"), y=("gain", None))
+    save_figure(fig, results / "figures" / "theory_attenuation", {"scale": "embedded", "git_commit": "abc"})
+    table = "# Paper vs reproduced\n\n## DCLS\n\n| a | b |\n| --- | --- |\n| 1 | 2 |\n"
+    write_table(results / "tables" / "paper_vs_reproduced.md", table, {"scale": "embedded"})
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{gallery.README_BEGIN}\nold\n{gallery.README_END}\noutro\n")
+    dest = tmp_path / "docs" / "gallery"
+    args = ["--results", str(results), "--dest", str(dest), "--readme", str(readme), "--figures", "theory_attenuation"]
+    assert gallery.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
+    assert "![theory_attenuation](docs/gallery/theory_attenuation.png)" in text
+    assert "### Paper vs reproduced" in text and "#### DCLS" in text and "| 1 | 2 |" in text
+    assert "provenance" not in text.split(gallery.README_BEGIN)[1]
+    assert (dest / "paper_vs_reproduced.md").is_file()
+    # a smoke-scale table is refused, and the README keeps its block
+    write_table(results / "tables" / "paper_vs_reproduced.md", table, {"scale": "smoke"})
+    assert gallery.main(args) == 1

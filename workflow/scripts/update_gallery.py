@@ -128,13 +128,20 @@ def update_gallery(results: Path, dest: Path, names: list[str], allowed_scales: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"), help="results/ of a finished run")
-    parser.add_argument("--dest", type=Path, default=Path("docs/gallery"))
+    parser.add_argument("--dest", type=Path, default=None, help="default: docs/gallery of this repository")
     parser.add_argument("--figures", nargs="+", default=list(GALLERY), metavar="STEM",
                         help=f"figure stems under results/figures (default: {' '.join(GALLERY)})")
-    parser.add_argument("--readme", default="README.md", help="README to update between the markers ('' = none)")
+    parser.add_argument("--readme", default=None,
+                        help="README to update between the markers (default: the repository's README "
+                             "when --dest is the default docs/gallery, else none; '' = none)")
     parser.add_argument("--allow-scale", action="append", default=[], metavar="SCALE",
                         help="also accept figures of this scale (e.g. smoke, for trying it out)")
     args = parser.parse_args(argv)
+    repository = Path(__file__).resolve().parents[2]
+    if args.readme is None:
+        args.readme = "" if args.dest is not None else str(repository / "README.md")
+    if args.dest is None:
+        args.dest = repository / "docs" / "gallery"
     scales = FULL_SCALES + tuple(args.allow_scale)
     problems = update_gallery(args.results, args.dest, args.figures, scales)
     table, table_problems = copy_table(args.results, args.dest, scales)
