@@ -168,3 +168,55 @@ def test_bad_arguments_raise_clear_errors() -> None:
         Dcls2d(4, 4, 3, 7, stride=2, padding="same")
     with pytest.raises(ValueError, match="algorithm"):
         dcls_conv(torch.randn(1, 2, 5, 5), torch.randn(2, 1, 3, 3), None, (1, 1), 1, 2, "winograd")  # type: ignore[arg-type]
+
+
+SUPPORT_CASES = [
+    # (channels, size, kernel_count, dks, stride, padding, position spread)
+    (6, 28, 8, 17, 1, "same", 0.5),   # taps near the centre: a small crop, FFT -> direct
+    (6, 7, 8, 17, 1, 8, 0.5),         # small map: matmul/direct on the crop
+    (6, 3, 8, 17, 1, 8, 3.0),         # tiny map, spread taps
+    (4, 11, 3, 7, 2, 3, 1.0),         # strided (ResNet-style)
+    (4, 12, 5, 8, 1, "same", 9.0),    # even grid, taps clamped to the edges: the full grid
+    (4, 9, 2, 9, 1, 0, 0.3),          # 'valid': taps may reach no output row at all
+]
+
+
+@pytest.mark.parametrize("case", SUPPORT_CASES, ids=lambda c: f"c{c[0]}-n{c[1]}-k{c[3]}-s{c[4]}-p{c[5]}-sd{c[6]}")
+@pytest.mark.parametrize("algorithm", ["auto", "direct"])
+def test_support_crop_is_exact_for_output_and_gradients(case: tuple, algorithm: str) -> None:
+    """Cropping a bilinear kernel to its taps' corners changes neither the output nor any grad."""
+    channels, size, count, dks, stride, padding, spread = case
+    torch.manual_seed(0)
+    layer = Dcls2d(channels, channels, count, dks, stride=stride, padding=padding, groups=channels,
+                   version="v0", algorithm=algorithm).double()
+    with torch.no_grad():
+        layer.P.normal_(0, spread)
+    layer.clamp_parameters()
+    support = layer.kernel_support()
+    assert support is not None
+    x = torch.randn(2, channels, size, size, dtype=torch.float64, requires_grad=True)
+    results = []
+    for crop in (support, None):
+        for tensor in (x, layer.weight, layer.P, layer.bias):
+            tensor.grad = None
+        kernel = layer.construct_kernel()
+        out = dcls_conv(x, kernel, layer.bias, layer.stride, layer.padding, layer.groups, algorithm, crop)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        results.append([out.detach(), x.grad.clone(), layer.weight.grad.clone(), layer.P.grad.clone(), layer.bias.grad.clone()])
+    reference = F.conv2d(x.detach(), layer.construct_kernel().detach(), layer.bias.detach(), stride,
+                         padding, 1, channels)
+    assert _rel(results[0][0], reference) < 1e-10
+    for name, cropped, full in zip(("output", "x", "weight", "P", "bias"), *results, strict=True):
+        assert cropped.shape == full.shape, name
+        assert _rel(cropped, full) < 1e-10, name
+
+
+def test_support_is_none_for_gauss_and_covers_every_corner() -> None:
+    assert Dcls2d(4, 4, 3, 9, groups=4, version="gauss").kernel_support() is None
+    torch.manual_seed(1)
+    layer = Dcls2d(4, 4, 6, 9, groups=4, version="v0")
+    (r_lo, r_hi), (c_lo, c_hi) = layer.kernel_support()
+    kernel = layer.construct_kernel().detach()
+    rows, cols = kernel.abs().sum(dim=(0, 1, 3)).nonzero(), kernel.abs().sum(dim=(0, 1, 2)).nonzero()
+    assert r_lo <= int(rows.min()) and int(rows.max()) < r_hi and r_hi - r_lo < 9
+    assert c_lo <= int(cols.min()) and int(cols.max()) < c_hi

@@ -138,9 +138,27 @@ class _DclsNd(nn.Module):
                 offsets = offsets.flip(0)
             return positions + offsets.view(-1, 1, 1, 1)
 
+    def kernel_support(self) -> list[tuple[int, int]] | None:
+        """Per dim, the grid cells [lo, hi) the bilinear taps' corners cover (None for Gaussian
+        kernels, which are nonzero everywhere). Outside it the kernel is zero and depends on no
+        parameter, so convolving with the cropped kernel is exact. Taps start near the centre
+        (positions ~ N(0, 0.5)) and spread as they learn, so the crop shrinks early training."""
+        if self.version != "v0":
+            return None
+        with torch.no_grad():
+            support = []
+            for i, size in enumerate(self.dilated_kernel_size):
+                centres = self.P[i] + size // 2
+                lo = int(torch.floor(centres.min()).item())
+                hi = int(torch.floor(centres.max()).item()) + 2  # the far corner, exclusive
+                support.append((max(0, lo), min(size, hi)))
+            return support
+
     def forward(self, x: Tensor) -> Tensor:
         kernel = self.construct_kernel()
-        return dcls_conv(x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm)
+        # the crop needs the positions' extent on the host: a sync, so only where it is free
+        support = self.kernel_support() if x.device.type == "cpu" else None
+        return dcls_conv(x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm, support)
 
     def extra_repr(self) -> str:
         s = (
