@@ -52,7 +52,7 @@ def blas_threads(threads: int) -> Iterator[None]:
     """
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+    except ImportError:  # pragma: no cover - pinned in requirements.txt; keep working without it
         yield
         return
     with threadpool_limits(limits=max(1, threads)):
