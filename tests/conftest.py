@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Lines tests want in the CI log even when they pass (printed in pytest's terminal summary).
+SUMMARY_LINES: list[str] = []
 SMOKE_PRESET = "workflow/presets/smoke.yaml"
 
 
@@ -95,3 +97,10 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
     run_snakemake(workdir, timeout=1500, wrapper=_network_guard(workdir))
     return workdir
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    if SUMMARY_LINES:
+        terminalreporter.section("tsdcls: what the end-to-end tests saw")
+        for line in SUMMARY_LINES:
+            terminalreporter.write_line(line)

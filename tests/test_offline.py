@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import NETWORK_TRACE
+from tests.conftest import NETWORK_TRACE, SUMMARY_LINES
 
 # connect(fd, {sa_family=AF_INET, sin_port=htons(443), sin_addr=inet_addr("1.2.3.4")}, 16)
 INET_CONNECT = re.compile(r"connect\(\d+, \{sa_family=AF_INET6?,.*?(?:inet_addr\(\"([^\"]+)\"\)|inet_pton\(AF_INET6, \"([^\"]+)\")")
@@ -36,3 +36,5 @@ def test_smoke_run_opens_no_network_connection(smoke_run: Path) -> None:
     trace = trace_file.read_text()
     assert "+++ exited with 0 +++" in trace or "exited with 0" in trace
     assert network_connects(trace) == []
+    calls = trace.count(" connect(")
+    SUMMARY_LINES.append(f"offline: smoke run traced with strace, {calls} connect() calls, none off loopback")

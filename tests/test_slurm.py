@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, SMOKE_PRESET, copy_workflow, snakemake_cmd, workflow_env
+from tests.conftest import (
+    REPO,
+    SMOKE_PRESET,
+    SUMMARY_LINES,
+    copy_workflow,
+    snakemake_cmd,
+    workflow_env,
+)
 
 CLUSTER_SCRIPT = REPO / "tests" / "slurm" / "cluster.sh"
 SUBREAPER = REPO / "tests" / "slurm" / "subreaper.py"
@@ -48,6 +55,7 @@ SMALL_JOBS = {"resources": {"defaults": {
     "gpu": {"mem_mb": 1000, "cpus_per_task": 1, "gpus": 0},
 }}}
 
+STARTED = re.compile(r"cluster.sh: started (\w+) pid (\d+)")
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 JOB_BLOCK = re.compile(
     r"^(localrule|rule|checkpoint|localcheckpoint) (\w+):\n(?:[ \t]+\w+:.*\n)*?[ \t]+jobid: (\d+)$",
@@ -205,6 +213,16 @@ def compare_results(local: Path, remote: Path, partial: bool = False) -> tuple[s
 
 
 # --- the cluster ---------------------------------------------------------------------------
+def daemon_alive(pid: int, name: str) -> bool:
+    """Whether ``pid`` still runs the daemon ``name`` (a reused PID of another program is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state != "Z" and comm.startswith(name[:15])
+
 def cluster_unavailable() -> str | None:
     """Why a local SLURM cluster cannot run here, or None when it can."""
     if shutil.which("bash") is None or shutil.which("timeout") is None:
@@ -308,10 +326,22 @@ def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
         assert states.get(slurm_ids[jobid]) == "COMPLETED", f"{rule}: SLURM job {slurm_ids[jobid]} is {states.get(slurm_ids[jobid])}"
     print("SLURM job ids:", ", ".join(f"{remote[j]}={slurm_ids[j]}" for j in sorted(remote)))
 
+    # ... and every daemon the cluster started is gone again
+    daemons = STARTED.findall(output)
+    assert {name for name, _ in daemons} >= {"munged", "slurmctld", "slurmd"}, output[-3000:]
+    left = [f"{name} (pid {pid})" for name, pid in daemons if daemon_alive(int(pid), name)]
+    assert not left, f"daemons still running after the run: {left}"
+
     compared, diffs = compare_results(smoke_run / "results", workdir / "results", partial=bool(TARGETS))
     assert not diffs, "SLURM results differ from the local run:\n" + "\n".join(diffs[:50])
     assert compared, "no result files to compare"
     print(f"{len(compared)} result files equal to the local run's")
+    ids = sorted(int(slurm_ids[j]) for j in remote)
+    SUMMARY_LINES.append(
+        f"SLURM: {len(remote)} smoke jobs ran as SLURM jobs (job ids {ids[0]}-{ids[-1]}, all COMPLETED); "
+        f"{len(compared)} result files equal to the local run's; daemons stopped: "
+        + ", ".join(f"{name} pid {pid}" for name, pid in daemons)
+    )
 
 
 # --- the comparison itself must be able to fail ----------------------------------------------

@@ -130,6 +130,7 @@ launch() {  # launch NAME COMMAND...: a daemon in the foreground, in its own ses
   # before stop_cluster has cancelled the jobs; stop_cluster ends them in order instead
   setsid "$@" </dev/null >>"$DIR/log/$name.out" 2>&1 &
   echo $! >"$DIR/pids/$name.pid"
+  echo "cluster.sh: started $name pid $!" >&2
 }
 
 start_cluster() {
