@@ -156,9 +156,11 @@ def kernel_figure(snapshots: Sequence[Mapping[str, Any]], provenance: Mapping[st
             ax.scatter(positions[1] + centre, positions[0] + centre, s=6, c="k", marker="x", linewidths=0.6)
             ax.grid(False)
             title = f"{VARIANT_LABELS.get(run['variant'], run['variant'])}, {_stage_name(layer['layer'])}, ch {channel}"
-            label_axes(ax, x="column", y="row")
+            label_axes(ax, x=("column", "grid cell"), y=("row", "grid cell"))
             ax.set_title(title, fontsize=6.5)
             ax.tick_params(labelsize=6)
+    fig.suptitle("kernel weight: red > 0, blue < 0, each panel scaled to its largest |weight|; "
+                 "x = learned tap positions", fontsize=7)
     finish(fig, provenance)
     return fig
 
