@@ -99,6 +99,18 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir
 
 
+# Fixtures that run real end-to-end work (the smoke DAG, SLURM daemons): every test
+# that uses one, directly or through another fixture, is `slow`, so `make test-fast` skips it.
+SLOW_FIXTURES = {"smoke_run", "cluster_dir"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook
+    """Mark slow by what a test uses (one hook), not by hand."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
     if SUMMARY_LINES:
         terminalreporter.section("tsdcls: what the end-to-end tests saw")

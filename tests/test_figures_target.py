@@ -33,7 +33,6 @@ def _summary(workdir: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO("\n".join(lines)), delimiter="\t"))
 
 
-@pytest.mark.slow
 def test_figures_target_rebuilds_plots_without_model_jobs(smoke_run: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "run"
     shutil.copytree(smoke_run, workdir, symlinks=True)  # copy2: mtimes kept, so nothing is stale

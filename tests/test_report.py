@@ -22,7 +22,6 @@ CHECK_REPORT = REPO / "workflow" / "scripts" / "check_report.py"
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 pytestmark = [
-    pytest.mark.slow,
     pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (make test-system-deps "
                        "installs Debian's `chromium`)"),
 ]

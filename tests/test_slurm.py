@@ -299,7 +299,6 @@ def run_on_slurm(workdir: Path, cluster: Path, commit: str | None = None) -> tup
     return code, log.read_text(errors="replace")
 
 
-@pytest.mark.slow
 @pytest.mark.slurm
 def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
     smoke_run: Path, cluster_dir: Path, tmp_path: Path
@@ -369,7 +368,6 @@ def test_comparison_sees_a_changed_number_but_not_provenance(tmp_path: Path) -> 
     assert "tables/t.md: text differs" in diffs
 
 
-@pytest.mark.slow
 def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
     """`--profile workflow/profiles/slurm -n` builds the DAG (no cluster needed)."""
     workdir = workflow_copy(tmp_path / "dry")
@@ -382,7 +380,6 @@ def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 
 
-@pytest.mark.slow
 def test_resources_reach_sbatch_names(tmp_path: Path) -> None:
     """Partition, account, QoS and GPU model from config become the plugin's resource names."""
     workdir = workflow_copy(tmp_path / "res")

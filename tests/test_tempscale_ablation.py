@@ -134,7 +134,6 @@ def _deep_merge(base: dict, overlay: dict) -> dict:
     return merged
 
 
-@pytest.mark.slow
 def test_smoke_ablation_csv(smoke_run: Path) -> None:
     import yaml
 
@@ -156,7 +155,6 @@ def test_smoke_ablation_csv(smoke_run: Path) -> None:
     assert read_provenance(smoke_run / "results/tempscale/ablation.csv")["stage"] == "tempscale"
 
 
-@pytest.mark.slow
 def test_smoke_figures_and_tables(smoke_run: Path) -> None:
     from tsdcls.common.io import read_provenance
 

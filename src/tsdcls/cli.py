@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsdcls", description=__doc__.splitlines()[0])
     parser.add_argument("verb", choices=sorted(VERBS), help="stage function to run")
     parser.add_argument("--config", default="{}", help="the stage's config section as JSON")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 0")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--input", action="append", metavar="NAME=PATH")
@@ -80,10 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     enforce_offline(allow_network=args.allow_network)
     stage, target = VERBS[args.verb]
     try:
+        config = parse_stage_config(args.config)
         job = Job(
             stage=stage,
-            config=parse_stage_config(args.config),
-            seed=args.seed,
+            config=config,
+            seed=int(config.get("seed", 0)) if args.seed is None else args.seed,
             threads=args.threads,
             device=_resolve_device(args.device),
             inputs={k: Path(v) for k, v in _pairs(args.input, "--input").items()},

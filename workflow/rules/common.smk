@@ -1,14 +1,25 @@
 # Parse-time logic only: schema validation, offline switches, and every helper function the rule
 # files use (Snakemake's linter wants functions and rules apart). No science code here.
+#
+# The workflow parses with nothing but Snakemake installed: the few pure-Python helpers it needs
+# (variant lists, slugs) come from this checkout's src/, which every job also gets on PYTHONPATH,
+# so conda envs (which cannot install the package relative to their copied env file) still run it.
 import json
 import os
 import shlex
+import sys
 
 from snakemake.utils import validate
 
-from tsdcls.tempscale.ablation import SLUG_PATTERN as TEMPSCALE_SLUG_PATTERN
-from tsdcls.tempscale.ablation import model_slugs as tempscale_model_slugs
-from tsdcls.tempscale.ablation import variant_slugs as tempscale_variant_slugs
+SRC = os.path.join(workflow.basedir, "src")
+if os.path.isdir(os.path.join(SRC, "tsdcls")):
+    sys.path.insert(0, SRC)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from tsdcls.common.variants import DCLS_VARIANTS  # noqa: E402  (stdlib-only modules)
+from tsdcls.tempscale.ablation import SLUG_PATTERN as TEMPSCALE_SLUG_PATTERN  # noqa: E402
+from tsdcls.tempscale.ablation import ablation_variants as tempscale_variants  # noqa: E402
+from tsdcls.tempscale.ablation import model_slugs as tempscale_model_slugs  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -36,22 +47,49 @@ def all_targets() -> list[str]:
     return paths + (list(FIGURE_TARGETS) if enabled("figures") else [])
 
 
-def stage_json(stage: str) -> str:
-    """The stage's config section (plus the global seed and scale) as one JSON argument."""
-    section = dict(config[stage])
-    section.setdefault("seed", config["seed"])
-    section.setdefault("scale", config["scale"])
-    return json.dumps(section, sort_keys=True)
+def job_config(stage: str, *keys: str, seed: str = "config"):
+    """Params function: exactly the keys of ``config[stage]`` that the job reads, as JSON.
+
+    Snakemake reruns a job when a param changes, so a job sees only what it reads and an edit
+    reruns only its readers. Keys are dotted and may name wildcards (``families.{family}``);
+    ``scale`` always comes along (provenance), the seed from config, a wildcard or not at all.
+    """
+
+    def config_for_job(wildcards) -> str:
+        values = dict(wildcards.items())
+        section: dict = {"scale": config["scale"]}
+        if seed == "config":
+            section["seed"] = config["seed"]
+        elif seed == "wildcard":
+            section["seed"] = int(values["seed"])
+        for key in keys:
+            copy_config_key(config[stage], section, key.format(**values).split("."))
+        return json.dumps(section, sort_keys=True)
+
+    return config_for_job
 
 
-def tsdcls(verb: str, stage: str, seed=None) -> str:
-    """Shell command for one CLI verb: named inputs/outputs come from params.io (see job_io)."""
-    seed_arg = config["seed"] if seed is None else seed
+def copy_config_key(source: dict, target: dict, parts: list[str]) -> None:
+    """target[a][b][c] = source[a][b][c] for parts a.b.c (absent optional keys are skipped)."""
+    node = source
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return
+        node = node[part]
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+    target[parts[-1]] = node
+
+
+def tsdcls(verb: str) -> str:
+    """Shell command for one CLI verb: config from params.config, files from params.io (job_io).
+
+    `exec` makes the stage function the process Snakemake waits for and kills (no orphans).
+    """
     network = " --allow-network" if config["allow_network"] else ""
-    config_arg = shlex.quote(stage_json(stage)).replace("{", "{{").replace("}", "}}")
     return (
-        f"python -m tsdcls.cli {verb} --config {config_arg}"
-        f" --seed {seed_arg} --threads {{threads}} --device {config['device']}{network}"
+        f"exec python -m tsdcls.cli {verb} --config {{params.config:q}}"
+        f" --threads {{threads}} --device {config['device']}{network}"
         " {params.io} > {log} 2>&1"
     )
 
@@ -110,6 +148,11 @@ DCLS = config["dcls"]
 DCLS_RUN = "results/dcls/runs/{family}/{variant}/k{kernel_count}_d{dks}/seed{seed}"
 DCLS_STEM = "{family}_{variant}_k{kernel_count}_d{dks}_seed{seed}"
 DCLS_TRAIN_KIND = "gpu" if config["device"].startswith("cuda") else "cpu"
+# Data keys that only evaluation reads: editing them never reruns (or invalidates) a training.
+DCLS_EVAL_ONLY_DATA_KEYS = ("corruptions", "corruption_severities", "robustness")
+DCLS_TRAIN_DATA_KEYS = [f"data.{key}" for key in DCLS["data"] if key not in DCLS_EVAL_ONLY_DATA_KEYS]
+# Training settings that evaluation also reads (how to run the model, not how it was trained).
+DCLS_EVAL_TRAIN_KEYS = ("train.channels_last", "train.amp", "train.num_workers")
 
 
 def dcls_cells() -> list[dict]:
@@ -150,14 +193,12 @@ def dcls_checkpoint_dir(wildcards) -> str:
 
 def dcls_launch(verb: str) -> str:
     """torchrun with one process per GPU the job's resources request; plain python on CPU."""
-    command = tsdcls(verb, "dcls", seed="{wildcards.seed}")
-    if "python -m tsdcls.cli" not in command:
-        raise ValueError("dcls_launch: tsdcls() no longer starts with 'python -m tsdcls.cli'; update it")
+    command = tsdcls(verb)
     runner = (
         'if [ "{resources.gpus}" -ge 1 ] 2>/dev/null; then '
         'LAUNCH="torchrun --standalone --nproc_per_node={resources.gpus}"; else LAUNCH=python; fi; '
     )
-    return runner + command.replace("python -m tsdcls.cli", "$LAUNCH -m tsdcls.cli", 1)
+    return runner + command.replace("exec python -m tsdcls.cli", "exec $LAUNCH -m tsdcls.cli", 1)
 
 
 # --- TempScale stage (workflow/rules/tempscale.smk) -----------------------------------------
@@ -165,15 +206,38 @@ TEMPSCALE_EVAL = "results/tempscale/eval/{model}/{variant}"
 TEMPSCALE_MTEB_CACHE = "results/tempscale/mteb"
 
 
+def tempscale_variant_map() -> dict[str, object]:
+    """slug -> TempScale variant of tempscale.ablation (one source: tsdcls.tempscale.ablation)."""
+    return {v.slug: v for v in tempscale_variants(config["tempscale"])}
+
+
 def tempscale_grid() -> list[tuple[str, str]]:
     if not enabled("tempscale"):
         return []
-    return [(m, v) for m in tempscale_model_slugs(config["tempscale"]) for v in tempscale_variant_slugs(config["tempscale"])]
+    return [(m, v) for m in tempscale_model_slugs(config["tempscale"]) for v in tempscale_variant_map()]
+
+
+def tempscale_eval_config(wildcards) -> str:
+    """What one evaluation reads: the tasks, its own model and variant (never the whole grid),
+    so adding a tau plans only the new tau's jobs."""
+    section = config["tempscale"]
+    variant = tempscale_variant_map()[wildcards.variant]
+    model = tempscale_model_slugs(section)[wildcards.model]
+    ablation = {"models": [model]}
+    if variant.mode == "adaptive":
+        ablation["adaptive"] = section["ablation"]["adaptive"]
+    job = {
+        "scale": config["scale"], "seed": config["seed"], "ablation": ablation,
+        "tasks": {k: v for k, v in section["tasks"].items() if k != "threads"},  # threads: a resource
+        "variant": {"slug": variant.slug, "mode": variant.mode, "layers": variant.layers,
+                    "tau": None if variant.mode == "adaptive" else variant.tau},
+    }
+    return json.dumps(job, sort_keys=True)
 
 
 def tempscale_eval_io(wildcards, input, output) -> str:
-    """job_io plus the job's model, variant and mteb cache folder as --param values."""
-    extra = {"model": wildcards.model, "variant": wildcards.variant, "mteb_cache": TEMPSCALE_MTEB_CACHE}
+    """job_io plus the job's model slug and mteb cache folder as --param values."""
+    extra = {"model": wildcards.model, "mteb_cache": TEMPSCALE_MTEB_CACHE}
     params = " ".join(f"--param {k}={shlex.quote(json.dumps(v))}" for k, v in extra.items())
     return f"{job_io(wildcards, input, output)} {params}"
 
@@ -212,7 +276,18 @@ def paper_compare_inputs(wildcards) -> dict[str, str]:
     return inputs
 
 
-def paper_compare_io(wildcards, input, output) -> str:
-    """job_io plus the DCLS/TempScale config sections, so the table states what this run ran."""
-    runs = {stage: config[stage] for stage in ("dcls", "tempscale")}
-    return f"{job_io(wildcards, input, output)} --param runs={shlex.quote(json.dumps(runs, sort_keys=True))}"
+# what the paper-vs-reproduced table states about this run's setup (figures/paper_compare.py)
+PAPER_COMPARE_KEYS = {
+    "dcls": ("families", "data.dataset", "data.image_size", "data.train_size", "train.epochs"),
+    "tempscale": ("ablation.models",),
+}
+
+
+def paper_compare_config(wildcards) -> str:
+    """scale plus, per stage, the setup keys the table describes."""
+    runs: dict = {}
+    for stage, keys in PAPER_COMPARE_KEYS.items():
+        runs[stage] = {}
+        for key in keys:
+            copy_config_key(config[stage], runs[stage], key.split("."))
+    return json.dumps({"scale": config["scale"], "runs": runs}, sort_keys=True)

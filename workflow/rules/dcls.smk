@@ -2,7 +2,7 @@
 # seed). Training runs on GPU with torchrun (one process per requested GPU) when device is cuda.
 wildcard_constraints:
     family="[A-Za-z0-9_]+",
-    variant="dense|dilated|dcls_v0|dcls_gauss|dcls_frozen",
+    variant="|".join(DCLS_VARIANTS),
     kernel_count="[0-9]+",
     dks="[0-9]+",
     seed="[0-9]+",
@@ -14,6 +14,7 @@ rule dcls_train:
         weights=f"{DCLS_RUN}/weights.pt",
         train=f"{DCLS_RUN}/train.json",
     params:
+        config=job_config("dcls", "train", *DCLS_TRAIN_DATA_KEYS, "families.{family}", seed="wildcard"),
         io=dcls_io,
         checkpoint_dir=dcls_checkpoint_dir,
     log:
@@ -38,6 +39,7 @@ rule dcls_evaluate:
         metrics=f"{DCLS_RUN}/metrics.json",
         kernels=f"{DCLS_RUN}/kernels.json",
     params:
+        config=job_config("dcls", "evaluate", "data", *DCLS_EVAL_TRAIN_KEYS, "families.{family}", seed="wildcard"),
         io=dcls_io,
     log:
         log_path("dcls_evaluate", DCLS_STEM),
@@ -49,7 +51,7 @@ rule dcls_evaluate:
     conda:
         "../../envs/dcls.yaml"
     shell:
-        tsdcls("dcls-evaluate", "dcls", seed="{wildcards.seed}")
+        tsdcls("dcls-evaluate")
 
 
 rule dcls_ablation:
@@ -64,6 +66,7 @@ rule dcls_ablation:
         table_md="results/tables/dcls_ablation.md",
         table_tex="results/tables/dcls_ablation.tex",
     params:
+        config=job_config("dcls", seed="none"),
         io=job_io,
     log:
         log_path("dcls_ablation"),
@@ -75,7 +78,7 @@ rule dcls_ablation:
     conda:
         "../../envs/dcls.yaml"
     shell:
-        tsdcls("dcls-ablation", "dcls")
+        tsdcls("dcls-ablation")
 
 
 TARGETS["dcls"] = [*rules.dcls_ablation.output, *dcls_runs("weights.pt")]

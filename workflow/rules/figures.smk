@@ -19,6 +19,7 @@ rule figure_theory_attenuation:
         ),
         pdf="results/figures/theory_attenuation.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_theory_attenuation"),
@@ -30,7 +31,7 @@ rule figure_theory_attenuation:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-theory-attenuation", "figures")
+        tsdcls("figure-theory-attenuation")
 
 
 if enabled("theory"):
@@ -54,6 +55,7 @@ rule figure_tempscale_collapse:
         ),
         pdf="results/figures/tempscale_collapse.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_tempscale_collapse"),
@@ -65,7 +67,7 @@ rule figure_tempscale_collapse:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-tempscale-collapse", "figures")
+        tsdcls("figure-tempscale-collapse")
 
 
 if enabled("tempscale"):
@@ -86,6 +88,7 @@ rule figure_tempscale_passkey_needle:
         ),
         pdf="results/figures/tempscale_passkey_needle.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_tempscale_passkey_needle"),
@@ -97,7 +100,7 @@ rule figure_tempscale_passkey_needle:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-tempscale-passkey-needle", "figures")
+        tsdcls("figure-tempscale-passkey-needle")
 
 
 rule figure_tempscale_tau_sweep:
@@ -112,6 +115,7 @@ rule figure_tempscale_tau_sweep:
         ),
         pdf="results/figures/tempscale_tau_sweep.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_tempscale_tau_sweep"),
@@ -123,7 +127,7 @@ rule figure_tempscale_tau_sweep:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-tempscale-tau-sweep", "figures")
+        tsdcls("figure-tempscale-tau-sweep")
 
 
 rule table_tempscale_ablation:
@@ -134,6 +138,7 @@ rule table_tempscale_ablation:
         md="results/tables/tempscale_ablation.md",
         tex="results/tables/tempscale_ablation.tex",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("table_tempscale_ablation"),
@@ -145,7 +150,7 @@ rule table_tempscale_ablation:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("table-tempscale-ablation", "figures")
+        tsdcls("table-tempscale-ablation")
 
 
 if enabled("tempscale"):
@@ -169,6 +174,7 @@ rule figure_dcls_accuracy:
         png=report("results/figures/dcls_accuracy.png", caption="../report/dcls_accuracy.rst", category="DCLS"),
         pdf="results/figures/dcls_accuracy.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_dcls_accuracy"),
@@ -180,7 +186,7 @@ rule figure_dcls_accuracy:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-dcls-accuracy", "figures")
+        tsdcls("figure-dcls-accuracy")
 
 
 rule figure_dcls_kernels:
@@ -191,6 +197,7 @@ rule figure_dcls_kernels:
         png=report("results/figures/dcls_kernels.png", caption="../report/dcls_kernels.rst", category="DCLS"),
         pdf="results/figures/dcls_kernels.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_dcls_kernels"),
@@ -202,7 +209,7 @@ rule figure_dcls_kernels:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-dcls-kernels", "figures")
+        tsdcls("figure-dcls-kernels")
 
 
 rule figure_dcls_throughput:
@@ -213,6 +220,7 @@ rule figure_dcls_throughput:
         png=report("results/figures/dcls_throughput.png", caption="../report/dcls_throughput.rst", category="DCLS"),
         pdf="results/figures/dcls_throughput.pdf",
     params:
+        config=job_config("figures", seed="none"),
         io=job_io,
     log:
         log_path("figure_dcls_throughput"),
@@ -224,7 +232,7 @@ rule figure_dcls_throughput:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("figure-dcls-throughput", "figures")
+        tsdcls("figure-dcls-throughput")
 
 
 if enabled("dcls"):
@@ -251,7 +259,8 @@ rule table_paper_vs_reproduced:
             category="Tables",
         ),
     params:
-        io=paper_compare_io,
+        config=paper_compare_config,
+        io=job_io,
     log:
         log_path("table_paper_vs_reproduced"),
     benchmark:
@@ -262,7 +271,7 @@ rule table_paper_vs_reproduced:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("table-paper-vs-reproduced", "figures")
+        tsdcls("table-paper-vs-reproduced")
 
 
 if enabled("figures"):

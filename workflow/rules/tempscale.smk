@@ -14,6 +14,7 @@ rule tempscale_collapse:
         texts="results/tempscale/collapse_texts.csv",
         checks="results/tempscale/collapse_checks.json",
     params:
+        config=job_config("tempscale", "collapse", "models", "taus"),
         io=job_io,
     log:
         log_path("tempscale_collapse"),
@@ -25,7 +26,7 @@ rule tempscale_collapse:
     conda:
         "../../envs/tempscale.yaml"
     shell:
-        tsdcls("tempscale-collapse", "tempscale")
+        tsdcls("tempscale-collapse")
 
 
 TARGETS["tempscale"] += [rules.tempscale_collapse.output.checks]
@@ -40,6 +41,7 @@ rule tempscale_evaluate:
         scores="results/tempscale/eval/{model}/{variant}/scores.csv",
         per_item="results/tempscale/eval/{model}/{variant}/per_item.csv",
     params:
+        config=tempscale_eval_config,
         io=tempscale_eval_io,
     wildcard_constraints:
         model="[A-Za-z0-9_.-]+",
@@ -54,7 +56,7 @@ rule tempscale_evaluate:
     conda:
         "../../envs/tempscale.yaml"
     shell:
-        tsdcls("tempscale-evaluate", "tempscale")
+        tsdcls("tempscale-evaluate")
 
 
 rule tempscale_ablation:
@@ -64,6 +66,7 @@ rule tempscale_ablation:
     output:
         ablation="results/tempscale/ablation.csv",
     params:
+        config=job_config("tempscale", "significance"),
         io=job_io,
     log:
         log_path("tempscale_ablation"),
@@ -75,7 +78,7 @@ rule tempscale_ablation:
     conda:
         "../../envs/tempscale.yaml"
     shell:
-        tsdcls("tempscale-ablation", "tempscale")
+        tsdcls("tempscale-ablation")
 
 
 TARGETS["tempscale"] += [rules.tempscale_ablation.output.ablation]

@@ -10,6 +10,7 @@ rule theory_synthetic:
         tau_restore="results/theory/tau_restore.csv",
         checks="results/theory/synthetic_checks.json",
     params:
+        config=job_config("theory", "synthetic"),
         io=job_io,
     log:
         log_path("theory_synthetic"),
@@ -21,7 +22,7 @@ rule theory_synthetic:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("theory-synthetic", "theory")
+        tsdcls("theory-synthetic")
 
 
 rule theory_real_attention:
@@ -31,6 +32,7 @@ rule theory_real_attention:
         slopes="results/theory/real_attention_slopes.csv",
         checks="results/theory/real_attention_checks.json",
     params:
+        config=job_config("theory", "real_attention"),
         io=job_io,
     log:
         log_path("theory_real_attention"),
@@ -42,7 +44,7 @@ rule theory_real_attention:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("theory-real-attention", "theory")
+        tsdcls("theory-real-attention")
 
 
 rule theory_checks:
@@ -53,6 +55,7 @@ rule theory_checks:
     output:
         checks="results/theory/checks.json",
     params:
+        config=job_config("theory", seed="none"),
         io=job_io,
     log:
         log_path("theory_checks"),
@@ -64,7 +67,7 @@ rule theory_checks:
     conda:
         "../../envs/core.yaml"
     shell:
-        tsdcls("theory-summary", "theory")
+        tsdcls("theory-summary")
 
 
 TARGETS["theory"] = [rules.theory_checks.output.checks]

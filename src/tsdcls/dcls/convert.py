@@ -22,10 +22,10 @@ from timm.models.convnext import ConvNeXt, ConvNeXtBlock, ConvNeXtStage
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
+from tsdcls.common.variants import DCLS_VARIANTS as VARIANTS
 from tsdcls.dcls.layers import Dcls2d, dcls_modules, new_positions
 
 Variant = Literal["dense", "dilated", "dcls_v0", "dcls_gauss", "dcls_frozen"]
-VARIANTS: tuple[str, ...] = ("dense", "dilated", "dcls_v0", "dcls_gauss", "dcls_frozen")
 
 
 class GridDilatedConv2d(nn.Conv2d):

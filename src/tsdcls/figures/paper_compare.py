@@ -540,7 +540,7 @@ def run_paper_vs_reproduced(job: Any) -> None:
     """Write results/tables/paper_vs_reproduced.{md,tex} from the published data and this run."""
     published = load_published(job.input("published"))
     scale = str(job.config.get("scale", "unknown"))
-    runs = job.params.get("runs", {})
+    runs = job.config.get("runs", {})
     dcls_frame = _read_optional(job, "dcls")
     tempscale_frame = _read_optional(job, "tempscale")
     dcls_setup = (describe_dcls_run(runs.get("dcls", {}), dcls_frame) if dcls_frame is not None

@@ -89,6 +89,17 @@ def parse_variant(slug: str, config: Mapping[str, Any]) -> Variant:
     raise ConfigError(f"variant '{slug}' is not in config key 'tempscale.ablation' (have {variant_slugs(config)})")
 
 
+def job_variant(config: Mapping[str, Any]) -> Variant:
+    """The one variant an evaluation job was given (key ``variant``, set by the rule from the
+    grid): a job never sees the whole grid, so adding a tau reruns only the new tau's jobs."""
+    spec = require(config, "variant")
+    tau = math.nan if spec.get("tau") is None else float(spec["tau"])
+    variant = Variant(str(spec["slug"]), str(spec["mode"]), tau, str(spec["layers"]))
+    if variant.mode not in ("fixed", "adaptive") or not re.fullmatch(SLUG_PATTERN, variant.slug):
+        raise ConfigError(f"TempScale variant {spec} is not a grid variant of 'tempscale.ablation'")
+    return variant
+
+
 # --- aggregation ------------------------------------------------------------------------------
 
 KEYS = ["model", "task", "split", "subset", "metric"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tsdcls.common.config import ConfigError
-from tsdcls.tempscale.ablation import Variant, model_slugs, parse_variant
+from tsdcls.tempscale.ablation import Variant, job_variant, model_slugs
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def run_evaluation(job: Any) -> None:
     model_slug = str(job.params.get("model", ""))
     if model_slug not in slugs:
         raise ConfigError(f"model '{model_slug}' is not in config key 'tempscale.ablation.models' ({sorted(slugs)})")
-    variant = parse_variant(str(job.params.get("variant", "")), job.config)
+    variant = job_variant(job.config)
     cache_dir = Path(job.params.get("mteb_cache", "results/tempscale/mteb"))
     allow_network = not is_offline()  # the CLI sets the hub's offline switches unless --allow-network
     hub = job.config["tasks"].get("hub", {})
