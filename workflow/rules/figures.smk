@@ -19,7 +19,7 @@ rule figure_theory_attenuation:
         ),
         pdf="results/figures/theory_attenuation.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_theory_attenuation"),
@@ -55,7 +55,7 @@ rule figure_tempscale_collapse:
         ),
         pdf="results/figures/tempscale_collapse.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_tempscale_collapse"),
@@ -88,7 +88,7 @@ rule figure_tempscale_passkey_needle:
         ),
         pdf="results/figures/tempscale_passkey_needle.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_tempscale_passkey_needle"),
@@ -115,7 +115,7 @@ rule figure_tempscale_tau_sweep:
         ),
         pdf="results/figures/tempscale_tau_sweep.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_tempscale_tau_sweep"),
@@ -174,7 +174,7 @@ rule figure_dcls_accuracy:
         png=report("results/figures/dcls_accuracy.png", caption="../report/dcls_accuracy.rst", category="DCLS"),
         pdf="results/figures/dcls_accuracy.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_dcls_accuracy"),
@@ -197,7 +197,7 @@ rule figure_dcls_kernels:
         png=report("results/figures/dcls_kernels.png", caption="../report/dcls_kernels.rst", category="DCLS"),
         pdf="results/figures/dcls_kernels.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_dcls_kernels"),
@@ -220,7 +220,7 @@ rule figure_dcls_throughput:
         png=report("results/figures/dcls_throughput.png", caption="../report/dcls_throughput.rst", category="DCLS"),
         pdf="results/figures/dcls_throughput.pdf",
     params:
-        config=job_config("figures", seed="none"),
+        config=job_config("figures", "dpi", seed="none"),
         io=job_io,
     log:
         log_path("figure_dcls_throughput"),

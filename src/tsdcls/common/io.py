@@ -118,8 +118,9 @@ def write_table(
     return write_text(path, header + text)
 
 
-def save_figure(fig: Any, stem: str | os.PathLike[str], provenance: Mapping[str, Any]) -> list[Path]:
-    """Save a matplotlib figure as ``stem.png`` and ``stem.pdf``, provenance in their metadata."""
+def save_figure(fig: Any, stem: str | os.PathLike[str], provenance: Mapping[str, Any], dpi: int = 150) -> list[Path]:
+    """Save a matplotlib figure as ``stem.png`` (``dpi``, config key ``figures.dpi``) and
+    ``stem.pdf``, provenance in their metadata."""
     blob = json.dumps(dict(provenance), default=_json_default)
     stem = Path(stem)
     written = []
@@ -129,7 +130,7 @@ def save_figure(fig: Any, stem: str | os.PathLike[str], provenance: Mapping[str,
     ):
         target = stem.with_suffix(suffix)
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=suffix[1:], metadata=metadata, bbox_inches="tight", dpi=150)
+            fig.savefig(tmp, format=suffix[1:], metadata=metadata, bbox_inches="tight", dpi=dpi)
         written.append(target)
     return written
 

@@ -86,7 +86,7 @@ def run_accuracy_figure(job: Job) -> None:
     robustness = read_csv(job.input("robustness")) if job.inputs.get("robustness") else pd.DataFrame()
     provenance = job.prov(scale=job.config.get("scale"))
     fig = accuracy_figure(ablation, robustness, provenance)
-    save_figure(fig, _stem(job), provenance)
+    save_figure(fig, _stem(job), provenance, dpi=int(job.config["dpi"]))
 
 
 # --- learned kernels ----------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def run_kernel_figure(job: Job) -> None:
     snapshots = [read_json(p) for p in paths]
     provenance = job.prov(scale=job.config.get("scale"))
     fig = kernel_figure(snapshots, provenance)
-    save_figure(fig, _stem(job), provenance)
+    save_figure(fig, _stem(job), provenance, dpi=int(job.config["dpi"]))
 
 
 # --- accuracy vs throughput ---------------------------------------------------------------------
@@ -228,4 +228,4 @@ def run_throughput_figure(job: Job) -> None:
     """Verb `figure-dcls-throughput`: input ablation.csv."""
     provenance = job.prov(scale=job.config.get("scale"))
     fig = throughput_figure(read_csv(job.input("ablation")), provenance)
-    save_figure(fig, _stem(job), provenance)
+    save_figure(fig, _stem(job), provenance, dpi=int(job.config["dpi"]))

@@ -100,5 +100,5 @@ def run_collapse_figure(job: Any) -> None:
     scale = similarity.attrs.get("provenance", {}).get("scale") or job.config.get("scale", "?")
     prov = job.prov(scale=scale, sources=[str(job.input("similarity")), str(job.input("attention"))])
     finish(fig, prov)
-    save_figure(fig, job.output("png").with_suffix(""), prov)
+    save_figure(fig, job.output("png").with_suffix(""), prov, dpi=int(job.config["dpi"]))
     plt.close(fig)

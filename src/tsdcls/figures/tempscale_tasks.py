@@ -106,7 +106,7 @@ def run_passkey_needle_figure(job: Any) -> None:
             ax.legend(loc="lower left")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     finish(fig, _prov(job, frame))
-    save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame))
+    save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame), dpi=int(job.config["dpi"]))
 
 
 def run_tau_sweep_figure(job: Any) -> None:
@@ -151,7 +151,7 @@ def run_tau_sweep_figure(job: Any) -> None:
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.text(0.01, 0.005, "filled: p < α vs τ=1 (paired) · dotted: length-adaptive τ(n)", fontsize=6, color="0.4")
     finish(fig, _prov(job, frame))
-    save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame))
+    save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame), dpi=int(job.config["dpi"]))
     plt.close(fig)
 
 

@@ -34,7 +34,7 @@ def plot_attenuation(job: Job) -> None:
         sources={name: str(path) for name, path in job.inputs.items()},
     )
     footer(fig, provenance)
-    save_figure(fig, job.output("png").with_suffix(""), provenance)
+    save_figure(fig, job.output("png").with_suffix(""), provenance, dpi=int(job.config["dpi"]))
 
 
 def _gaussian_panel(ax: Any, gains: pd.DataFrame, slopes: pd.DataFrame | None) -> None:
