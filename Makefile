@@ -8,13 +8,21 @@ SNAKEMAKE_ARGS ?=
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: reproduce test install system-deps test-system-deps figures report lint dry-run benchmark clean-results
+.PHONY: reproduce test test-fast install system-deps test-system-deps figures report lint dry-run benchmark
 
+# the whole DAG, then the HTML report, then where everything is and one headline per stage
 reproduce: install system-deps
-	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG)) $(SNAKEMAKE_ARGS)
+	@start=$$(date +%s); \
+	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG)) --report results/report.html \
+		--report-after-run $(SNAKEMAKE_ARGS) && \
+	$(PY) workflow/scripts/summary.py --results results --seconds $$(( $$(date +%s) - start ))
 
 test: install test-system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the edit-test loop: no smoke DAG, no SLURM, no browser (tests marked slow by tests/conftest.py)
+test-fast: install
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 install: $(VENV)/.installed
 

@@ -1,0 +1,89 @@
+"""Print where a finished run left its results, how long it took, and one headline per stage.
+
+    python workflow/scripts/summary.py [--results results] [--seconds N]
+
+Every number is read from the run's result files; a stage whose files are missing says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from tsdcls.common.io import read_csv
+
+
+def theory_line(results: Path) -> str:
+    path = results / "theory/checks.json"
+    if not path.exists():
+        return f"theory: not run ({path} missing)"
+    checks = json.loads(path.read_text())["checks"]
+    failed = [c["name"] for c in checks if not c["holds"]]
+    return f"theory: {len(checks) - len(failed)} of {len(checks)} checks hold" + (
+        f" (failed: {', '.join(failed)})" if failed else "")
+
+
+def collapse_line(results: Path) -> str:
+    path = results / "tempscale/collapse_similarity.csv"
+    if not path.exists():
+        return f"tempscale collapse: not run ({path} missing)"
+    frame = read_csv(path)
+    base = frame[(frame["tau"] == 1.0) & (frame["kind"] == "window")].sort_values("bin_lo")
+    parts = [f"{model}: {rows['mean_pairwise_cosine'].iloc[0]:.3f} ({rows['bin'].iloc[0]} tokens) -> "
+             f"{rows['mean_pairwise_cosine'].iloc[-1]:.3f} ({rows['bin'].iloc[-1]} tokens)"
+             for model, rows in base.groupby("model")]
+    return "tempscale collapse, mean pairwise cosine of windows at tau = 1: " + "; ".join(parts)
+
+
+def tasks_line(results: Path) -> str:
+    path = results / "tempscale/ablation.csv"
+    if not path.exists():
+        return f"tempscale tasks: not run ({path} missing)"
+    frame = read_csv(path)
+    rows = frame[frame["variant"] != "tau1-all"]
+    parts = []
+    for (model, variant), group in rows.groupby(["model", "variant"]):
+        sig = group[group["significant"].astype(bool)]
+        parts.append(f"{model} {variant}: mean delta {100 * group['delta_vs_tau1'].mean():+.2f} pp over "
+                     f"{len(group)} rows, significant {int((sig['delta_vs_tau1'] > 0).sum())}+/"
+                     f"{int((sig['delta_vs_tau1'] < 0).sum())}-")
+    return "tempscale tasks vs tau = 1: " + "; ".join(parts)
+
+
+def dcls_line(results: Path) -> str:
+    path = results / "dcls/ablation.csv"
+    if not path.exists():
+        return f"dcls: not run ({path} missing)"
+    frame = read_csv(path)
+    parts = []
+    for row in frame.itertuples():
+        std = "" if pd.isna(row.top1_std) or not math.isfinite(row.top1_std) else f" ± {row.top1_std:.1f}"
+        kernel = "" if row.variant == "dense" else f" k{row.kernel_count}/d{row.dks}"
+        parts.append(f"{row.family} {row.variant}{kernel} {row.top1_mean:.1f}{std} (n={row.n_seeds})")
+    return "dcls top-1 (%), mean ± std over seeds: " + "; ".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--seconds", type=float, default=None, help="wall time of the run")
+    args = parser.parse_args()
+    results = args.results
+    print("\n== tsdcls run summary ==")
+    if args.seconds is not None:
+        print(f"run time: {int(args.seconds // 60)} min {int(args.seconds % 60)} s")
+    for label, sub in (("results", ""), ("figures", "figures"), ("tables", "tables"), ("report", "report.html"),
+                       ("claims", "claims.md")):
+        path = results / sub if sub else results
+        if path.exists():
+            print(f"{label:8s} {path}")
+    for line in (theory_line(results), collapse_line(results), tasks_line(results), dcls_line(results)):
+        print(f"- {line}")
+
+
+if __name__ == "__main__":
+    main()
