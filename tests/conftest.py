@@ -44,6 +44,20 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+PAPER_PRESET = "workflow/presets/paper.yaml"
+
+
+def paper_data_overlay(workdir: Path) -> str:
+    """An overlay pointing the paper preset's ImageNet root at a tiny ImageFolder skeleton in
+    ``workdir`` (the preset leaves the root for the user to set; the workflow checks it at parse
+    time). Returns the overlay's file name, to pass after the paper preset."""
+    root = workdir / "imagenet-skeleton"
+    for split in ("train", "val"):
+        (root / split / "n01440764").mkdir(parents=True, exist_ok=True)
+    (workdir / "paper-data.yaml").write_text(f"dcls:\n  data:\n    root: {root}\n")
+    return "paper-data.yaml"
+
+
 def run_snakemake(
     workdir: Path,
     *args: str,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, copy_workflow, run_snakemake
+from tests.conftest import PAPER_PRESET, REPO, copy_workflow, paper_data_overlay, run_snakemake
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +73,10 @@ def test_bad_config_fails_before_any_job(workdir: Path) -> None:
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "workflow/presets").glob("*.yaml")))
 def test_presets_and_default_validate(workdir: Path, preset: str) -> None:
-    proc = run_snakemake(
-        workdir, "-n", configfiles=(f"workflow/presets/{preset}",), check=False, timeout=180
-    )
+    configfiles = (f"workflow/presets/{preset}",)
+    if configfiles[0] == PAPER_PRESET:
+        configfiles += (paper_data_overlay(workdir),)
+    proc = run_snakemake(workdir, "-n", configfiles=configfiles, check=False, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -86,3 +87,30 @@ def test_each_stage_can_be_switched_off(workdir: Path) -> None:
     from tests.test_rerun_triggers import planned_jobs
 
     assert planned_jobs(output) == {("all", "")}, output[-3000:]  # nothing but the empty target
+
+
+# --- checks against the file system, before any job (tsdcls.common.preflight) -------------------
+PREFLIGHT_CASES = [
+    ({"dcls": {"data": {"root": "/nonexistent"}}}, "config key 'dcls.data.root': /nonexistent is not a folder"),
+    ({"tempscale": {"models": ["minilmm"]}}, "config key 'tempscale.models': model 'minilmm' is neither"),
+    ({"tempscale": {"ablation": {"models": ["./no/such/folder"]}}},
+     "config key 'tempscale.ablation.models': model './no/such/folder' folder does not exist"),
+    ({"resources": {"rules": {"dcls_train": {"gpus": 2}}}}, "'resources.rules.dcls_train.gpus' asks for 2 GPU(s)"),
+    ({"dcls": {"data": {"dataset": "imagefolder", "root": "/tmp"}}}, "config key 'dcls.data.root': /tmp/train does not exist"),
+]
+
+
+@pytest.mark.parametrize(("overlay", "expected"), PREFLIGHT_CASES)
+def test_preflight_names_the_key(overlay: dict, expected: str) -> None:
+    from tsdcls.common.preflight import problems
+
+    smoke = yaml.safe_load((REPO / "workflow/presets/smoke.yaml").read_text())
+    found = problems(_merged(smoke, overlay))
+    assert any(expected in line for line in found) and all(line.startswith("config key '") for line in found), found
+    assert not problems(_merged(smoke)), "the smoke preset itself must pass"
+
+
+def test_preflight_rejects_a_wrong_data_root_before_any_job(workdir: Path) -> None:
+    code, output = _dry_run_with(workdir, PREFLIGHT_CASES[0][0], "root")
+    assert code != 0 and PREFLIGHT_CASES[0][1] in output
+    assert not (workdir / "results").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import copy_workflow, snakemake_cmd, workflow_env
+from tests.conftest import PAPER_PRESET, copy_workflow, paper_data_overlay, snakemake_cmd, workflow_env
 from tests.test_dcls_data import imagefolder  # noqa: F401  (fixture: tiny ImageNet-style tree)
 from tests.test_ddp import tiny_config
 from tsdcls.common.config import ConfigError
@@ -129,7 +129,7 @@ def test_training_rule_launches_torchrun_per_requested_gpu(tmp_path_factory: pyt
         assert proc.returncode == 0, proc.stderr[-3000:]
         return [line for line in proc.stdout.splitlines() if "dcls-train" in line]
 
-    paper = train_commands("--configfile", "workflow/presets/paper.yaml")
+    paper = train_commands("--configfile", PAPER_PRESET, paper_data_overlay(workdir))
     assert paper and all('[ "4" -ge 1 ]' in line and "--nproc_per_node=4" in line for line in paper)
     assert all("checkpoint_dir" in line and "--device cuda" in line for line in paper)
     default = train_commands()

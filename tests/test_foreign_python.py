@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, copy_workflow
+from tests.conftest import PAPER_PRESET, REPO, copy_workflow, paper_data_overlay
 
 PINS = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
         if line.startswith(("snakemake==", "snakemake-executor-plugin-slurm=="))]
@@ -38,7 +38,8 @@ def test_dry_run_without_the_package(snakemake_only_python: Path, tmp_path: Path
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{snakemake_only_python}{os.pathsep}/usr/bin{os.pathsep}/bin"
     env.setdefault("SLURM_CONF", "/dev/null")  # the plugin's `scontrol show config` (tests/conftest.py)
-    cmd = [str(snakemake_only_python / "snakemake"), "-n", "--cores", "2", *(["--configfile", preset] if preset else [])]
+    configfiles = [preset, paper_data_overlay(workdir)] if preset == PAPER_PRESET else [preset] if preset else []
+    cmd = [str(snakemake_only_python / "snakemake"), "-n", "--cores", "2", *(["--configfile", *configfiles] if configfiles else [])]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "This was a dry-run" in proc.stdout and "dcls_train" in proc.stdout and "tempscale_evaluate" in proc.stdout

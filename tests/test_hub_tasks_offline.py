@@ -53,16 +53,15 @@ def test_cli_evaluation_with_hub_task_offline_fails_in_under_10_s(tmp_path) -> N
             "lee_sts": {"enabled": False}, "polarity": {"enabled": False}, "newsgroups": {"enabled": False},
             "hub": {"tasks": ["LEMBNarrativeQARetrieval"], "benchmarks": []},
         },
-        "ablation": {"models": ["minilm"], "taus": [1.0], "layer_subsets": {"tau": 0.8, "subsets": []},
-                     "adaptive": {"enabled": False, "n_ref": 64, "exponent": 0.5, "tau_min": 0.5}},
-        "significance": {"test": "sign", "alpha": 0.05, "n_resamples": 200},
+        "ablation": {"models": ["minilm"]},  # what the rule gives one evaluation job
+        "variant": {"slug": "tau1-all", "mode": "fixed", "tau": 1.0, "layers": "all"},
     }  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     scores = tmp_path / "scores.csv"
     cmd = [
         sys.executable, "-m", "tsdcls.cli", "tempscale-evaluate", "--config", json.dumps(config),
         "--output", f"scores={scores}", "--output", f"per_item={tmp_path / 'per_item.csv'}",
-        "--param", 'model="minilm"', "--param", 'variant="tau1-all"',
+        "--param", 'model="minilm"',
         "--param", f"mteb_cache={json.dumps(str(tmp_path / 'mteb'))}",
     ]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

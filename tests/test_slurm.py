@@ -24,10 +24,12 @@ import pytest
 import yaml
 
 from tests.conftest import (
+    PAPER_PRESET,
     REPO,
     SMOKE_PRESET,
     SUMMARY_LINES,
     copy_workflow,
+    paper_data_overlay,
     snakemake_cmd,
     workflow_env,
 )
@@ -372,7 +374,7 @@ def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
     """`--profile workflow/profiles/slurm -n` builds the DAG (no cluster needed)."""
     workdir = workflow_copy(tmp_path / "dry")
     env = workflow_env()
-    for configfiles in ((), ("workflow/presets/paper.yaml",)):
+    for configfiles in ((), (PAPER_PRESET, paper_data_overlay(workdir))):
         cmd = [*snakemake_cmd(), "--profile", PROFILE, "-n"]
         if configfiles:
             cmd += ["--configfile", *configfiles]
@@ -383,7 +385,7 @@ def test_profile_dry_runs_with_default_and_paper_config(tmp_path: Path) -> None:
 def test_resources_reach_sbatch_names(tmp_path: Path) -> None:
     """Partition, account, QoS and GPU model from config become the plugin's resource names."""
     workdir = workflow_copy(tmp_path / "res")
-    overlay = {"resources": {
+    overlay = {"device": "cuda", "resources": {  # GPUs with device: cpu stop the run at parse time
         "slurm": {"partition": "batch", "account": "proj7", "qos": "high", "gpu_type": "a100"},
         "rules": {"theory_synthetic": {"gpus": 2, "slurm_partition": "gpu", "runtime": 77}},
     }}

@@ -121,9 +121,8 @@ def _job(tmp_path: Path, inputs: dict[str, Path], runs: dict | None = None):
 
     outputs = {name: tmp_path / "out" / f"paper_vs_reproduced.{ext}"
                for name, ext in (("markdown", "md"), ("latex", "tex"), ("html", "html"))}
-    return Job(stage="figures", config={"enabled": True, "scale": "smoke", "seed": 0},
-               inputs={"published": REPO / "data" / "published_numbers.yaml", **inputs},
-               outputs=outputs, params={"runs": runs or {}})
+    return Job(stage="figures", config={"scale": "smoke", "runs": runs or {}},
+               inputs={"published": REPO / "data" / "published_numbers.yaml", **inputs}, outputs=outputs)
 
 
 def test_paper_vs_reproduced_reads_both_stages(tmp_path: Path) -> None:

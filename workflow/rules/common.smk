@@ -9,19 +9,26 @@ import os
 import shlex
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 SRC = os.path.join(workflow.basedir, "src")
 if os.path.isdir(os.path.join(SRC, "tsdcls")):
     sys.path.insert(0, SRC)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+    os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
-from tsdcls.common.variants import DCLS_VARIANTS  # noqa: E402  (stdlib-only modules)
+from tsdcls.common.preflight import problems as preflight_problems  # noqa: E402  (stdlib-only modules)
+from tsdcls.common.variants import DCLS_VARIANTS  # noqa: E402
 from tsdcls.tempscale.ablation import SLUG_PATTERN as TEMPSCALE_SLUG_PATTERN  # noqa: E402
 from tsdcls.tempscale.ablation import ablation_variants as tempscale_variants  # noqa: E402
 from tsdcls.tempscale.ablation import model_slugs as tempscale_model_slugs  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
+# Paths, model names and resource requests that can be checked now, before any job (and before
+# Snakemake would remove the outputs of a job it plans to rerun).
+if preflight_problems(config):
+    raise WorkflowError("config problems, found before any job started:\n  - "
+                        + "\n  - ".join(preflight_problems(config)))
 
 # Every job inherits these: hub libraries read local files only unless the config allows network.
 if not config["allow_network"]:

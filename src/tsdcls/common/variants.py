@@ -8,3 +8,9 @@ the DCLS variant list drives the ``dcls.grid`` schema enum (a test checks it), t
 from __future__ import annotations
 
 DCLS_VARIANTS: tuple[str, ...] = ("dense", "dilated", "dcls_v0", "dcls_gauss", "dcls_frozen")
+
+# Model names that resolve to the offline packages (common/assets.py) without any hub access.
+OFFLINE_MODEL_ALIASES: tuple[str, ...] = (
+    "minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2",
+    "mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2",
+)

@@ -1,0 +1,95 @@
+"""Checks of the config against the file system, run by the workflow before any job starts.
+
+Standard library only: ``workflow/rules/common.smk`` calls ``problems(config)`` at parse time,
+also under a Python that has nothing but Snakemake. Each problem is one line naming the config
+key, the value and what to do; the stage code keeps its own checks for direct CLI use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tsdcls.common.variants import OFFLINE_MODEL_ALIASES
+
+FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                       "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def fashion_mnist_problems(root: str) -> list[str]:
+    folder = Path(root)
+    missing = [name for name in FASHION_MNIST_FILES
+               if not (folder / name).is_file() and not (folder / f"{name}.gz").is_file()]
+    if not missing:
+        return []
+    if not folder.is_dir():
+        where = f"{root} is not a folder"
+    else:
+        where = f"{root} lacks {', '.join(m + '[.gz]' for m in missing)}"
+    hint = (" (Debian: apt-get install dataset-fashion-mnist)"
+            if root.rstrip("/") == "/usr/share/datasets/fashion-mnist" else "")
+    return [f"config key 'dcls.data.root': {where}; point it at the folder holding the four "
+            f"Fashion-MNIST IDX files{hint}"]
+
+
+def image_folder_problems(root: str) -> list[str]:
+    if not root:
+        return ["config key 'dcls.data.root' is empty; set it to the ImageNet folder holding train/ and val/"]
+    out = []
+    for split in ("train", "val"):
+        folder = Path(root) / split
+        if not folder.is_dir():
+            out.append(f"config key 'dcls.data.root': {folder} does not exist; the ImageFolder layout is "
+                       f"{root}/{{train,val}}/<class>/<image>")
+        elif not any(child.is_dir() for child in folder.iterdir()):
+            out.append(f"config key 'dcls.data.root': {folder} holds no class folders (<class>/<image>)")
+    return out
+
+
+def dcls_data_problems(data: Mapping[str, Any]) -> list[str]:
+    dataset = data.get("dataset")
+    out = (fashion_mnist_problems(str(data.get("root") or "")) if dataset == "fashion_mnist"
+           else image_folder_problems(str(data.get("root") or "")) if dataset == "imagefolder" else [])
+    for name, path in (data.get("robustness") or {}).items():
+        if not Path(str(path)).is_dir():
+            out.append(f"config key 'dcls.data.robustness.{name}': {path} is not a folder; fix the path "
+                       "or remove the entry")
+    return out
+
+
+def model_problems(key: str, name: str) -> list[str]:
+    """An offline alias, an existing folder, or a well-formed hub id (its existence is the
+    staging step's business)."""
+    if name in OFFLINE_MODEL_ALIASES or Path(name).is_dir() or HUB_ID.match(name):
+        return []
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1
+    what = "folder does not exist" if looks_like_path else "is neither an offline model nor an org/name hub id"
+    return [f"config key '{key}': model {name!r} {what}; use one of "
+            f"{', '.join(OFFLINE_MODEL_ALIASES[::3])}, a sentence-transformers folder or a hub id"]
+
+
+def device_problems(config: Mapping[str, Any]) -> list[str]:
+    if config.get("device") != "cpu":
+        return []
+    gpu_rules = {rule: res.get("gpus") for rule, res in (config["resources"].get("rules") or {}).items()}
+    gpu_rules["defaults.gpu"] = config["resources"]["defaults"].get("gpu", {}).get("gpus")
+    return [f"config key 'resources.{'rules.' if rule != 'defaults.gpu' else ''}{rule}.gpus' asks for "
+            f"{gpus} GPU(s) while 'device' is cpu; set device: cuda or gpus: 0"
+            for rule, gpus in gpu_rules.items() if gpus]
+
+
+def problems(config: Mapping[str, Any]) -> list[str]:
+    """Every problem that can be known before the first job, one line each."""
+    out = device_problems(config)
+    if config["dcls"]["enabled"]:
+        out += dcls_data_problems(config["dcls"]["data"])
+    if config["tempscale"]["enabled"]:
+        section = config["tempscale"]
+        out += [p for m in section["models"] for p in model_problems("tempscale.models", str(m))]
+        out += [p for m in section["ablation"]["models"] for p in model_problems("tempscale.ablation.models", str(m))]
+    if config["theory"]["enabled"]:
+        out += model_problems("theory.real_attention.model", str(config["theory"]["real_attention"]["model"]))
+    return out
