@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import PAPER_PRESET, copy_workflow, paper_data_overlay, snakemake_cmd, workflow_env
+from tests.conftest import (
+    PAPER_PRESET,
+    copy_workflow,
+    paper_data_overlay,
+    snakemake_cmd,
+    workflow_env,
+)
 from tests.test_dcls_data import imagefolder  # noqa: F401  (fixture: tiny ImageNet-style tree)
 from tests.test_ddp import tiny_config
 from tsdcls.common.config import ConfigError

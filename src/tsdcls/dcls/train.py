@@ -38,8 +38,8 @@ from tqdm import tqdm
 from tsdcls.common.config import ConfigError, config_hash
 from tsdcls.common.io import atomic_path, write_json
 from tsdcls.common.job import Job
-from tsdcls.common.variants import DCLS_VARIANTS as VARIANTS
 from tsdcls.common.seeding import derive_seed, seed_everything
+from tsdcls.common.variants import DCLS_VARIANTS as VARIANTS
 from tsdcls.dcls.data import ImageSource, ShardedEpochSampler, build_source
 from tsdcls.dcls.schedule import lr_at
 
