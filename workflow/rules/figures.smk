@@ -7,10 +7,10 @@
 rule figure_theory_attenuation:
     """sigma_a vs sequence length with the closed-form bound and the fitted slope."""
     input:
-        gains="results/theory/synthetic_gain.csv",
-        bounds="results/theory/bound_check.csv",
-        slopes="results/theory/synthetic_slopes.csv",
-        real="results/theory/real_attention_gain.csv",
+        gains=rules.theory_synthetic.output.gains,
+        bounds=rules.theory_synthetic.output.bounds,
+        slopes=rules.theory_synthetic.output.slopes,
+        real=rules.theory_real_attention.output.gains,
     output:
         png=report(
             "results/figures/theory_attenuation.png",
@@ -45,8 +45,8 @@ if enabled("theory"):
 rule figure_tempscale_collapse:
     """Embedding collapse vs text length, TempScale's effect, and sigma_a per layer."""
     input:
-        similarity="results/tempscale/collapse_similarity.csv",
-        attention="results/tempscale/collapse_attention.csv",
+        similarity=rules.tempscale_collapse.output.similarity,
+        attention=rules.tempscale_collapse.output.attention,
     output:
         png=report(
             "results/figures/tempscale_collapse.png",
@@ -79,7 +79,7 @@ if enabled("tempscale"):
 rule figure_tempscale_passkey_needle:
     """Passkey and needle accuracy vs document length: tau = 1 vs TempScale variants."""
     input:
-        ablation="results/tempscale/ablation.csv",
+        ablation=rules.tempscale_ablation.output.ablation,
     output:
         png=report(
             "results/figures/tempscale_passkey_needle.png",
@@ -106,7 +106,7 @@ rule figure_tempscale_passkey_needle:
 rule figure_tempscale_tau_sweep:
     """Change of each task's main score vs tau (all layers), per length; adaptive tau dotted."""
     input:
-        ablation="results/tempscale/ablation.csv",
+        ablation=rules.tempscale_ablation.output.ablation,
     output:
         png=report(
             "results/figures/tempscale_tau_sweep.png",
@@ -133,7 +133,7 @@ rule figure_tempscale_tau_sweep:
 rule table_tempscale_ablation:
     """Markdown/LaTeX ablation table: score and change vs tau = 1 per variant, * = significant."""
     input:
-        ablation="results/tempscale/ablation.csv",
+        ablation=rules.tempscale_ablation.output.ablation,
     output:
         md="results/tables/tempscale_ablation.md",
         tex="results/tables/tempscale_ablation.tex",
@@ -168,8 +168,8 @@ if enabled("tempscale"):
 rule figure_dcls_accuracy:
     """Top-1 per conv variant (mean ± std over seeds) and top-1 under corruption by severity."""
     input:
-        ablation="results/dcls/ablation.csv",
-        robustness="results/dcls/robustness.csv",
+        ablation=rules.dcls_ablation.output.ablation,
+        robustness=rules.dcls_ablation.output.robustness,
     output:
         png=report("results/figures/dcls_accuracy.png", caption="../report/dcls_accuracy.rst", category="DCLS"),
         pdf="results/figures/dcls_accuracy.pdf",
@@ -215,7 +215,7 @@ rule figure_dcls_kernels:
 rule figure_dcls_throughput:
     """Top-1 vs inference throughput, and training step time per grid cell."""
     input:
-        ablation="results/dcls/ablation.csv",
+        ablation=rules.dcls_ablation.output.ablation,
     output:
         png=report("results/figures/dcls_throughput.png", caption="../report/dcls_throughput.rst", category="DCLS"),
         pdf="results/figures/dcls_throughput.pdf",
@@ -240,8 +240,8 @@ if enabled("dcls"):
         *rules.figure_dcls_accuracy.output,
         *rules.figure_dcls_kernels.output,
         *rules.figure_dcls_throughput.output,
-        "results/tables/dcls_ablation.md",
-        "results/tables/dcls_ablation.tex",
+        rules.dcls_ablation.output.table_md,
+        rules.dcls_ablation.output.table_tex,
     ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -152,9 +151,3 @@ def run_ablation(job: Job) -> None:
     write_csv(job.output("robustness"), robust, provenance)
     write_table(job.output("table_md"), markdown_table(table, scale), provenance)
     write_table(job.output("table_tex"), latex_table(table, scale), provenance)
-
-
-def summarise(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Aggregated rows as dicts (used by tests and notebooks)."""
-    runs, _, _ = run_rows(paths)
-    return aggregate(runs).to_dict(orient="records")
