@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("fontTools", "matplotlib", "PIL", "urllib3", "httpx"):  # library chatter, not our log
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     enforce_offline(allow_network=args.allow_network)
     stage, target = VERBS[args.verb]
     try:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from tsdcls.common.io import read_csv, read_json, save_figure
 from tsdcls.common.job import Job
-from tsdcls.figures.style import finish, label_axes, new_figure, series_style
+from tsdcls.figures.style import distinct_colours, finish, label_axes, new_figure, series_style
 
 VARIANT_ORDER = ["dense", "dilated", "dcls_v0", "dcls_gauss", "dcls_frozen"]
 VARIANT_LABELS = {"dense": "dense", "dilated": "dilated", "dcls_v0": "DCLS-v0",
@@ -58,7 +58,7 @@ def accuracy_figure(ablation: pd.DataFrame, robustness: pd.DataFrame, provenance
         low = float(np.nanmin(rows["top1_mean"] - _std(rows["top1_std"])))
         high = float(np.nanmax(rows["top1_mean"] + _std(rows["top1_std"])))
         pad = max(1.0, 0.15 * (high - low))
-        ax.set_ylim(max(0.0, low - 2 * pad), min(100.0, high + pad))
+        ax.set_ylim(0.0, min(100.0, high + pad))  # from 0: small seed differences are not magnified
         ax.set_xticks(x, [_cell_label(r) for r in rows.itertuples()], rotation=45, ha="right", fontsize=6)
         seeds = int(rows["n_seeds"].min())
         label_axes(ax, x="conv variant", y=("top-1 accuracy", "%"),
@@ -67,13 +67,17 @@ def accuracy_figure(ablation: pd.DataFrame, robustness: pd.DataFrame, provenance
         ax = axes[0][len(families)]
         grouped = (robustness.dropna(subset=["severity"])
                    .groupby(["family", "variant", "kernel_count", "dks", "severity"])["top1"].mean().reset_index())
-        for (family, variant, k, d), part in grouped.groupby(["family", "variant", "kernel_count", "dks"]):
+        series = list(grouped.groupby(["family", "variant", "kernel_count", "dks"]))
+        colours = distinct_colours(f"{variant} K={k}/{d}" if variant != "dense" else variant
+                                   for (_, variant, k, d), _ in series)
+        for (family, variant, k, d), part in series:
             style = series_style(variant)
+            style["color"] = colours[f"{variant} K={k}/{d}" if variant != "dense" else variant]
             if family != families[0]:
                 style["linestyle"] = ":"
             name = VARIANT_LABELS.get(variant, variant) + ("" if variant == "dense" else f" K={k}/{d}")
             ax.plot(part["severity"], part["top1"], label=f"{family}: {name}", **style)
-        ax.legend(fontsize=5, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         label_axes(ax, x=("corruption severity", None), y=("top-1 accuracy", "%"),
                    title=f"({chr(97 + len(families))}) corrupted val (mean of types)")
     finish(fig, provenance)
@@ -213,7 +217,7 @@ def throughput_figure(ablation: pd.DataFrame, provenance: Mapping[str, Any]) -> 
             label += f" K={row.kernel_count}/{row.dks}"
         ax.errorbar(row.img_per_s, row.top1_mean, yerr=_std(pd.Series([row.top1_std]))[0], fmt=marker,
                     color=style["color"], label=label)
-    ax.legend(fontsize=5)
+    ax.legend(fontsize=7)
     label_axes(ax, x=("inference throughput", "img/s"), y=("top-1 accuracy", "%"), title="(a) accuracy vs speed")
     ax = axes[0][1]
     x = np.arange(len(table))

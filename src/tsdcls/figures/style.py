@@ -134,6 +134,7 @@ def series_style(name: str) -> dict[str, Any]:
 
 
 FOOTER_GID = "tsdcls-footer"
+MIN_LEGEND_PT = 6.5
 
 
 def footer(fig: Any, provenance: Mapping[str, Any], note: str | None = None) -> None:
@@ -170,7 +171,42 @@ def figure_problems(fig: Any) -> list[str]:
         labelled = [h for h in ax.get_legend_handles_labels()[1] if not h.startswith("_")]
         if len(labelled) > 1 and ax.get_legend() is None and not fig.legends:
             problems.append(f"{name}: {len(labelled)} labelled series but no legend")
+        problems += [f"{name}: {p}" for p in _shared_colours(ax)]
+    for legend in [ax.get_legend() for ax in fig.axes] + list(fig.legends):
+        sizes = [text.get_fontsize() for text in legend.get_texts()] if legend else []
+        if sizes and min(sizes) < MIN_LEGEND_PT:
+            problems.append(f"legend text {min(sizes):g} pt < {MIN_LEGEND_PT} pt (unreadable at page size)")
     return problems
+
+
+def _shared_colours(ax: Any) -> list[str]:
+    """Two labelled line series of one panel in one colour and one line style cannot be told
+    apart (a colour may be shared when the line style encodes a second variable)."""
+    owner: dict[tuple[str, str], str] = {}
+    out = []
+    for line in ax.get_lines():
+        label = str(line.get_label())
+        if label.startswith("_"):
+            continue
+        key = (matplotlib.colors.to_hex(line.get_color()), str(line.get_linestyle()))
+        if key in owner and owner[key] != label:
+            out.append(f"series {owner[key]!r} and {label!r} share colour {key[0]} and line style")
+        owner.setdefault(key, label)
+    return out
+
+
+def distinct_colours(names: Iterable[str]) -> dict[str, str]:
+    """One colour per series of a panel: each name's usual colour unless an earlier series took
+    it, then the next free palette colour (baselines keep theirs)."""
+    taken: set[str] = set()
+    out = {}
+    for name in names:
+        colour = color_for(name)
+        if colour in taken:
+            colour = next((c for c in PALETTE[:-1] if c not in taken), colour)
+        taken.add(colour)
+        out[name] = colour
+    return out
 
 
 def _visible_axes(axes: Iterable[Any]) -> list[Any]:

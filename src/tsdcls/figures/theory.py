@@ -61,7 +61,7 @@ def _gaussian_panel(ax: Any, gains: pd.DataFrame, slopes: pd.DataFrame | None) -
     ax.plot([], [], ":", color="0.4", lw=0.8, label=r"$2\sqrt{(e^{g^2}-1)/n}$, $g=s/\tau$")
     ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=r"$\sigma_a$",
            title="(a) Gaussian logits N(0, s²)")
-    ax.legend(fontsize=5, loc="lower left", framealpha=0.8)
+    ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
 
 
 def _bound_panel(ax: Any, bounded: pd.DataFrame) -> None:
@@ -80,7 +80,7 @@ def _bound_panel(ax: Any, bounded: pd.DataFrame) -> None:
     ax.plot([], [], ":", color="0.4", lw=0.6, label="tanh γ (attained, rank-one)")
     ax.set(xscale="log", yscale="log", xlabel="sequence length n", ylabel=r"$\sigma_a$",
            title=r"(b) bounded logits $|S_{ij}|\leq\gamma$, τ=1")
-    ax.legend(fontsize=5, loc="upper left", framealpha=0.8)
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.8)
 
 
 def _real_panel(ax: Any, real: pd.DataFrame, column: str, ylabel: str) -> None:
@@ -97,4 +97,4 @@ def _real_panel(ax: Any, real: pd.DataFrame, column: str, ylabel: str) -> None:
            title=f"({'c' if column == 'sigma_a' else 'd'}) MiniLM: τ=1 solid, τ={tau_low:g} dashed")
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.legend(fontsize=5, ncols=2, framealpha=0.8)
+    ax.legend(fontsize=7, ncols=2, framealpha=0.8)
