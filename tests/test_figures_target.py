@@ -142,8 +142,12 @@ def test_update_gallery_writes_readme_block_with_the_table(tmp_path: Path) -> No
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("outro\n") and "\nold\n" not in text
     assert "![theory_attenuation](docs/gallery/theory_attenuation.png)" in text
-    assert "### Paper vs reproduced" in text and "#### DCLS" in text and "| 1 | 2 |" in text
-    assert "provenance" not in text.split(gallery.README_BEGIN)[1]
+    assert "scale embedded, commit `abc`" in text  # the run that drew the gallery
+    assert "[docs/results.md](docs/results.md)" in text and "| 1 | 2 |" not in text
+    assert "- theory: not run" in text  # headlines come from the result files (none here)
+    results_md = (tmp_path / "docs" / "results.md").read_text()
+    assert "# Paper vs reproduced" in results_md and "| 1 | 2 |" in results_md
+    assert "provenance" not in text.split(gallery.README_BEGIN)[1] and "provenance:" not in results_md
     assert (dest / "paper_vs_reproduced.md").is_file()
     # a smoke-scale table is refused, and the README keeps its block
     write_table(results / "tables" / "paper_vs_reproduced.md", table, {"scale": "smoke"})

@@ -7,8 +7,9 @@
 Every figure's provenance (embedded in the PNG by tsdcls.common.io.save_figure) is checked:
 by default only an `embedded` (or fuller) run may fill the gallery, so a smoke-test plot never
 ends up in the README. docs/gallery/index.md lists each copied figure with its scale and commit.
-The paper-vs-reproduced table is copied too (same scale check), and the README's block between
-README_BEGIN and README_END is rewritten with the figures and that table (`--readme ''` skips it).
+The paper-vs-reproduced table is copied too (same scale check) into docs/results.md, and the
+README's block between README_BEGIN and README_END is rewritten with the figures, the commit that
+drew them and one headline per stage read from the result files (`--readme ''` skips it).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 
 # stem under results/figures -> one-line description for the gallery index
 GALLERY = {
-    "theory_attenuation": "Attention's high-frequency gain falls with length; lower tau restores it.",
-    "tempscale_collapse": "Embeddings of long texts collapse together; TempScale spreads them.",
+    "theory_attenuation": "Attention's high-frequency gain vs sequence length and tau, with the bound.",
+    "tempscale_collapse": "Mean pairwise cosine of embeddings per length bin, tau = 1 vs TempScale.",
     "tempscale_passkey_needle": "Passkey / needle retrieval vs length, tau = 1 vs TempScale.",
     "tempscale_tau_sweep": "Score of every local task across the tau sweep.",
     "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds).",
@@ -65,21 +66,52 @@ def copy_table(results: Path, dest: Path, allowed_scales: tuple[str, ...]) -> tu
     return "\n".join(source.read_text(encoding="utf-8").splitlines()[1:]).strip(), []
 
 
-def readme_block(dest: Path, readme: Path, copied: list[str], table: str | None) -> str:
-    """Markdown for the README: the copied figures (two per row) and the table, headings demoted."""
+def headlines(results: Path) -> list[str]:
+    """One line per stage, read from the result files (workflow/scripts/summary.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tsdcls_summary", Path(__file__).with_name("summary.py"))
+    summary = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summary)
+    return [line(results) for line in (summary.theory_line, summary.collapse_line, summary.tasks_line,
+                                       summary.dcls_line)]
+
+
+def run_label(dest: Path, copied: list[str]) -> str:
+    """'scale embedded, commit 0123456789ab' of the copied figures (all from one run)."""
+    provenances = [read_png_provenance(dest / f"{name}.png") for name in copied]
+    scales = sorted({str(p.get("scale", "unknown")) for p in provenances})
+    commits = sorted({str(p.get("git_commit", "unknown"))[:12] for p in provenances})
+    return f"scale {', '.join(scales)}, commit `{'`, `'.join(commits)}`"
+
+
+def readme_block(dest: Path, readme: Path, copied: list[str], results_md: Path, results: Path) -> str:
+    """Markdown for the README: the copied figures (two per row), their run, the headlines."""
     folder = Path(os.path.relpath(dest, readme.parent)).as_posix()
-    lines = [README_BEGIN, "", "### Results gallery (default run)", ""]
+    lines = [README_BEGIN, "", f"### Results gallery ({run_label(dest, copied) if copied else 'no figures'})", ""]
     for first in range(0, len(copied), 2):
         pair = copied[first:first + 2]
         lines.append("| " + " | ".join(GALLERY.get(name, name) for name in pair) + " |")
         lines.append("| " + " | ".join("---" for _ in pair) + " |")
         lines.append("| " + " | ".join(f"![{name}]({folder}/{name}.png)" for name in pair) + " |")
         lines.append("")
-    lines.append(f"Scale and commit of every figure: [{folder}/index.md]({folder}/index.md).")
-    if table:
-        lines += ["", *(f"##{line}" if line.startswith("#") else line for line in table.splitlines()), ""]
-    lines.append(README_END)
+    lines += ["What this run measured (generated from its result files):", ""]
+    lines += [f"- {line}" for line in headlines(results)]
+    link = Path(os.path.relpath(results_md, readme.parent)).as_posix()
+    lines += ["", f"Scale and commit of every figure: [{folder}/index.md]({folder}/index.md); the "
+              f"paper-vs-reproduced tables: [{link}]({link}).", README_END]
     return "\n".join(lines)
+
+
+def write_results_md(path: Path, table: str, results: Path) -> None:
+    """docs/results.md: the paper-vs-reproduced table and the headlines of the same run."""
+    text = ["# Results of the gallery run", "",
+            "Written by `workflow/scripts/update_gallery.py` from a finished run; never edited by hand.", "",
+            *(f"- {line}" for line in headlines(results)), "", table, ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("\n".join(text), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def write_readme_block(readme: Path, block: str) -> None:
@@ -134,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", default=None,
                         help="README to update between the markers (default: the repository's README "
                              "when --dest is the default docs/gallery, else none; '' = none)")
+    parser.add_argument("--results-md", type=Path, default=None,
+                        help="where the tables go (default: results.md beside the gallery folder)")
     parser.add_argument("--allow-scale", action="append", default=[], metavar="SCALE",
                         help="also accept figures of this scale (e.g. smoke, for trying it out)")
     args = parser.parse_args(argv)
@@ -146,9 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     problems = update_gallery(args.results, args.dest, args.figures, scales)
     table, table_problems = copy_table(args.results, args.dest, scales)
     problems += table_problems
+    results_md = args.results_md or args.dest.parent / "results.md"
+    if table:
+        write_results_md(results_md, table, args.results)
     if args.readme:
         copied = [name for name in args.figures if (args.dest / f"{name}.png").is_file()]
-        write_readme_block(Path(args.readme), readme_block(args.dest, Path(args.readme), copied, table))
+        block = readme_block(args.dest, Path(args.readme), copied, results_md, args.results)
+        write_readme_block(Path(args.readme), block)
     for problem in problems:
         print(f"update_gallery: {problem}", file=sys.stderr)
     copied = sorted(p.name for p in args.dest.glob("*.png"))
