@@ -42,6 +42,7 @@ def run_rows(metric_files: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame, 
             "top1": metrics["top1"], "top5": metrics["top5"],
             "val_loss": metrics["val_loss"], "robust_top1": float(np.mean(robust_top1)) if robust_top1 else np.nan,
             "img_per_s": metrics["img_per_s"], "step_time_ms": metrics["step_time_ms"],
+            "gmacs": metrics["gmacs"],
             "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"],
             "train_images": metrics["train_images"], "val_images": metrics["val_images"],
             "final_train_loss": metrics["final_train_loss"], "weights": metrics["weights"],
@@ -74,7 +75,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         top1_mean=("top1", "mean"), top1_std=("top1", "std"),
         top5_mean=("top5", "mean"), top5_std=("top5", "std"),
         robust_top1_mean=("robust_top1", "mean"), robust_top1_std=("robust_top1", "std"),
-        n_seeds=("seed", "nunique"), img_per_s=("img_per_s", "median"),
+        n_seeds=("seed", "nunique"), gmacs=("gmacs", "first"), img_per_s=("img_per_s", "median"),
         step_time_ms=("step_time_ms", "median"), train_seconds=("train_seconds", "median"),
     ).reset_index()
     dense = table[table["variant"] == "dense"].set_index("family")["params"]

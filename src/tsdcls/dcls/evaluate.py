@@ -73,6 +73,22 @@ def _autocast(device: torch.device, amp: bool) -> Any:
 
 
 @torch.no_grad()
+def measure_gmacs(model: nn.Module, image_shape: tuple[int, ...], device: torch.device) -> float:
+    """Multiply-accumulates (G) of one forward pass of one image, as executed: torch's
+    FlopCounterMode counts 2 FLOPs per MAC; the papers' "FLOPs" are MACs. A DCLS layer counts
+    the conv it really runs (on CPU, the kernel cropped to its taps' support)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.zeros(1, *image_shape, device=device))
+    model.train(was_training)
+    return counter.get_total_flops() / 2e9
+
+
+@torch.no_grad()
 def measure_throughput(model: nn.Module, image_shape: tuple[int, ...], device: torch.device,
                        batch_size: int = 128, warmup: int = 2, iterations: int = 5,
                        channels_last: bool = False, amp: bool = False) -> float:
@@ -156,6 +172,7 @@ def run_evaluate(job: Job) -> None:
         model, tuple(sample.shape), device, int(eval_cfg.get("throughput_batch", 128)),
         iterations=int(eval_cfg.get("throughput_iterations", 5)), channels_last=channels_last, amp=amp,
     )
+    gmacs = measure_gmacs(model, tuple(sample.shape), device)
     conversion = record.get("conversion", {})
     metrics = {
         "run": {"family": spec.family, "variant": spec.variant, "kernel_count": spec.kernel_count,
@@ -166,7 +183,7 @@ def run_evaluate(job: Job) -> None:
         "taps_per_kernel": conversion.get("taps_per_kernel") if spec.variant != "dense" else None,
         "top1": clean["top1"], "top5": clean["top5"], "val_loss": clean["loss"], "val_images": clean["images"],
         "per_class_top1": clean["per_class_top1"], "class_names": list(source.class_names),
-        "robustness": robustness, "img_per_s": img_per_s, "step_time_ms": record["step_time_ms"],
+        "robustness": robustness, "gmacs": gmacs, "img_per_s": img_per_s, "step_time_ms": record["step_time_ms"],
         "train_seconds": record["train_seconds"], "epochs": record["epochs"],
         "final_train_loss": record["final_train_loss"], "train_images": record["train_images"],
     }

@@ -303,7 +303,7 @@ def _dcls_run_rows(frame: pd.DataFrame, run_label: str, setup: str) -> list[dict
     if top1 is None:
         raise ConfigError(f"results/dcls/ablation.csv: column 'top1_mean' missing (has {list(frame.columns)})")
     std = _col(frame, "top1_std")
-    flops = _col(frame, "gflops", "flops_g", "flops")
+    flops = _col(frame, "gmacs")  # dcls/ablation.csv: G multiply-accumulates (the papers' "FLOPs")
     scale = _percent_scale(frame[top1])
     rows = []
     for family, group in frame.groupby("family", sort=True):
@@ -326,7 +326,9 @@ def _dcls_run_rows(frame: pd.DataFrame, run_label: str, setup: str) -> list[dict
                 if "params" in row and len(dense) else _count(float(row.get("params", math.nan)))
             flop_text = "n/a"
             if flops and pd.notna(row[flops]):
-                flop_text = f"{float(row[flops]):.3g}"
+                flop_text = f"{float(row[flops]):.3g}G"
+                if len(dense) and pd.notna(dense[flops].iloc[0]):
+                    flop_text = f"{float(dense[flops].iloc[0]):.3g}G → {flop_text}"
             rows.append({
                 "Run": run_label,
                 "Setup": setup,
