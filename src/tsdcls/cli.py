@@ -47,6 +47,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "figure-theory-attenuation": ("figures", "tsdcls.figures.theory:plot_attenuation"),
     "figure-tempscale-collapse": ("figures", "tsdcls.figures.tempscale_collapse:run_collapse_figure"),
     "table-paper-vs-reproduced": ("figures", "tsdcls.figures.paper_compare:run_paper_vs_reproduced"),
+    "claims": ("figures", "tsdcls.figures.claims:run_claims"),
 }
 
 

@@ -7,6 +7,8 @@
 import json
 import os
 import shlex
+
+import yaml
 import sys
 
 from snakemake.exceptions import WorkflowError
@@ -270,6 +272,23 @@ def dcls_kernel_inputs(wildcards) -> list[str]:
 
 
 PUBLISHED_NUMBERS = "data/published_numbers.yaml"
+CLAIMS = "data/claims.yaml"
+validate(yaml.safe_load(open(os.path.join(workflow.basedir, CLAIMS), encoding="utf-8")),
+         schema="../schemas/claims.schema.yaml")
+
+
+def claims_inputs(wildcards) -> dict[str, str]:
+    """The ledger plus every result file a claim reads, from the stages that are on (a stage
+    that is off leaves its claims "not tested")."""
+    inputs = {"claims": CLAIMS}
+    if enabled("theory"):
+        inputs.update(theory_checks=rules.theory_checks.output.checks, real_gain=rules.theory_real_attention.output.gains)
+    if enabled("tempscale"):
+        inputs.update(collapse=rules.tempscale_collapse.output.similarity, ablation=rules.tempscale_ablation.output.ablation)
+        inputs.update({k: v for k, v in tempscale_eval_inputs(wildcards).items() if k.startswith("per_item_")})
+    if enabled("dcls"):
+        inputs["dcls_metrics"] = rules.dcls_ablation.output.metrics
+    return inputs
 
 
 def paper_compare_inputs(wildcards) -> dict[str, str]:

@@ -278,6 +278,35 @@ if enabled("figures"):
     FIGURE_TARGETS += rules.table_paper_vs_reproduced.output
 
 
+rule claims:
+    """Every claim of data/claims.yaml: estimate, 95% CI and the verdict of its pre-registered rule."""
+    input:
+        unpack(claims_inputs),
+    output:
+        csv="results/claims.csv",
+        md="results/claims.md",
+        png=report("results/figures/claims_forest.png", caption="../report/claims.rst", category="Claims"),
+        pdf="results/figures/claims_forest.pdf",
+    params:
+        config=job_config("figures", "dpi"),
+        io=job_io,
+    log:
+        log_path("claims"),
+    benchmark:
+        bench_path("claims")
+    threads: 1
+    resources:
+        **rule_resources("claims"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("claims")
+
+
+if enabled("figures"):
+    FIGURE_TARGETS += rules.claims.output
+
+
 rule figures:
     """Regenerate every figure and table from results/ (no model job runs)."""
     input:

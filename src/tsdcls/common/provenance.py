@@ -108,5 +108,6 @@ class Provenance:
             "host": platform.node(),
             "started_at": self.started_at,
             "finished_at": _now(),
+            "scale": self.config.get("scale", "unknown"),  # every job's config carries it (common.smk)
             **self.extra,
         }
