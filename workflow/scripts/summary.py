@@ -67,6 +67,18 @@ def dcls_line(results: Path) -> str:
     return "dcls top-1 (%), mean ± std over seeds: " + "; ".join(parts)
 
 
+def claims_line(results: Path) -> str:
+    path = results / "claims.csv"
+    if not path.exists():
+        return f"claims: not evaluated ({path} missing)"
+    frame = read_csv(path)
+    counts = frame["verdict"].value_counts()
+    tested = frame[frame["verdict"] != "not tested"]
+    decided = ", ".join(f"{r.id} {r.verdict}" for r in tested.itertuples() if r.verdict != "inconclusive")
+    return (f"claims ({path}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + (f"; decided: {decided}" if decided else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -81,7 +93,8 @@ def main() -> None:
         path = results / sub if sub else results
         if path.exists():
             print(f"{label:8s} {path}")
-    for line in (theory_line(results), collapse_line(results), tasks_line(results), dcls_line(results)):
+    for line in (claims_line(results), theory_line(results), collapse_line(results), tasks_line(results),
+                 dcls_line(results)):
         print(f"- {line}")
 
 

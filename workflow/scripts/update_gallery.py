@@ -29,6 +29,7 @@ GALLERY = {
     "tempscale_tau_sweep": "Score of every local task across the tau sweep.",
     "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds).",
     "dcls_kernels": "Learned DCLS kernel positions after training.",
+    "claims_forest": "Every tested claim: estimate, 95% CI and the verdict of its fixed rule.",
 }
 FULL_SCALES = ("embedded", "embedded-full", "paper")
 TABLE = "paper_vs_reproduced"
@@ -73,7 +74,7 @@ def headlines(results: Path) -> list[str]:
     spec = importlib.util.spec_from_file_location("tsdcls_summary", Path(__file__).with_name("summary.py"))
     summary = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summary)
-    return [line(results) for line in (summary.theory_line, summary.collapse_line, summary.tasks_line,
+    return [line(results) for line in (summary.claims_line, summary.theory_line, summary.collapse_line, summary.tasks_line,
                                        summary.dcls_line)]
 
 
