@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from tests.test_ddp import tiny_config
-from tsdcls.dcls.train import CHECKPOINT_NAME, RunSpec, train_run
+from tsdcls.dcls.checkpoint import CHECKPOINT_NAME
+from tsdcls.dcls.train import RunSpec, train_run
 
 TIMING_KEYS = {"train_seconds", "step_time_ms"}
 

@@ -15,13 +15,12 @@ from tests.test_dcls_data import imagefolder  # noqa: F401  (fixture: tiny Image
 from tests.test_ddp import tiny_config
 from tsdcls.common.config import ConfigError
 from tsdcls.common.io import read_csv, read_provenance
-from tsdcls.dcls.layers import Dcls2d
+from tsdcls.dcls.layers import Dcls2d, dcls_modules
 from tsdcls.dcls.schedule import lr_at
 from tsdcls.dcls.train import (
     RunSpec,
     TrainConfig,
     build_run_model,
-    dcls_modules,
     param_groups,
     repulsion_loss,
     train_run,
