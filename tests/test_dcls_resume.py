@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from tests.test_dcls_data import imagefolder  # noqa: F401  (fixture: tiny ImageNet-style tree)
 from tests.test_ddp import tiny_config
 from tsdcls.dcls.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME
 from tsdcls.dcls.train import RunSpec, train_run
@@ -170,3 +171,25 @@ def test_sigterm_stops_the_trainer_with_a_checkpoint_and_no_outputs(tmp_path: Pa
     assert not out.exists() or not any(out.iterdir())  # no weights.pt, train.json or temp file
     state = torch.load(ckpt / CHECKPOINT_NAME, map_location="cpu", weights_only=False)
     assert 0 < state["global_step"] < 50 * 4 and not state["finished"]
+
+
+def test_sigterm_to_the_process_group_with_loader_workers(tmp_path: Path, imagefolder: Path) -> None:  # noqa: F811
+    """Killing the job's process group also kills the DataLoader workers: still a clean stop."""
+    config = tiny_config(epochs=100, batch_size=8)
+    config["data"] = {"dataset": "imagefolder", "root": str(imagefolder), "image_size": 32}
+    config["train"].update(num_workers=1, flip=False, crop_padding=0)
+    spec = RunSpec("convnext", "dense", 0, 0, seed=1)
+    out, ckpt = tmp_path / "run", tmp_path / "ckpt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    victim = subprocess.Popen(_cli(config, spec, out, ckpt), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=env, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (ckpt / CHECKPOINT_NAME).exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # inside the next epoch, workers running
+    os.killpg(victim.pid, signal.SIGTERM)
+    _, stderr = victim.communicate(timeout=60)
+    assert victim.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    assert "stopped by SIGTERM" in stderr
+    assert not out.exists() or not any(out.iterdir())
+    assert torch.load(ckpt / CHECKPOINT_NAME, map_location="cpu", weights_only=False)["global_step"] > 0

@@ -583,7 +583,16 @@ def train_one_epoch(loop: Loop, state: TrainState, progress: tqdm, stop: StopFla
                     max_steps: int | None) -> str:
     """The rest of epoch ``state.epoch``: 'done', 'stopped' (max_steps) or 'interrupted' (signal)."""
     loop.train_model.train()
-    for images, targets in epoch_batches(loop, state.epoch, state.step_in_epoch):
+    batches = epoch_batches(loop, state.epoch, state.step_in_epoch)
+    while True:
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            return "done"
+        except RuntimeError:  # loader workers got the same SIGTERM and died: stop as asked
+            if stop is not None and stop.requested:
+                return "interrupted"
+            raise
         train_step(loop, state, images, targets)
         progress.update(1)
         progress.set_postfix(epoch=state.epoch, loss=f"{state.stats.loss_sum / max(state.stats.seen, 1):.3f}",
@@ -595,7 +604,6 @@ def train_one_epoch(loop: Loop, state: TrainState, progress: tqdm, stop: StopFla
         every = loop.cfg.checkpoint_every_steps
         if every and state.global_step % every == 0 and state.step_in_epoch < loop.sampler.steps_per_epoch:
             state.save(loop.store, loop.ctx, loop.spec, finished=False)
-    return "done"
 
 
 def train_step(loop: Loop, state: TrainState, images: torch.Tensor, targets: torch.Tensor) -> None:
