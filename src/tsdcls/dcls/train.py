@@ -38,6 +38,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tsdcls.common.config import ConfigError, config_hash
 from tsdcls.common.io import atomic_path, write_json
@@ -520,7 +521,7 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
         LOG.info("resumed %s from %s at epoch %d step %d", spec.run_id, resumed_from, state.epoch, state.step_in_epoch)
     progress = tqdm(total=loop.total_steps, initial=state.global_step, desc=spec.run_id, unit="step",
                     disable=not ctx.is_main, mininterval=2.0 if sys.stderr.isatty() else 15.0, file=sys.stderr)
-    with progress:
+    with progress, logging_redirect_tqdm(loggers=[logging.root]):  # summary lines beside the bar
         while state.epoch < cfg.epochs:
             outcome = train_one_epoch(loop, state, progress, stop, max_steps)
             if state.step_in_epoch == loop.sampler.steps_per_epoch:
