@@ -124,6 +124,7 @@ def test_finished_checkpoint_survives_edits_off_the_trajectory(tmp_path: Path, c
     assert again.record["history"] == first.record["history"]
     assert torch.equal(again.model.head.fc.weight, first.model.head.fc.weight)
     assert (tmp_path / CHECKPOINT_NAME).read_bytes() == before  # resumed as finished: not rewritten
+    assert again.record["step_time_ms"] == first.record["step_time_ms"] > 0  # timing kept for the tables
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]
 
 

@@ -429,7 +429,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
     stats: EpochStats = field(default_factory=EpochStats)
-    step_times: list[float] = field(default_factory=list)  # this process only, never saved
+    step_times: list[float] = field(default_factory=list)  # rank 0's, saved: a resumed run keeps its median
 
     def save(self, store: CheckpointStore, ctx: Dist, spec: RunSpec, finished: bool) -> None:
         """Checkpoint on rank 0 (every rank's RNG state gathered first); all ranks wait for it."""
@@ -441,7 +441,7 @@ class TrainState:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
                 "rng": rngs, "history": self.history, "train_seconds": self.elapsed,
-                "partial": dataclasses.asdict(self.stats),
+                "partial": dataclasses.asdict(self.stats), "step_times": self.step_times,
             })
         if ctx.enabled:
             dist.barrier()
@@ -462,6 +462,7 @@ class TrainState:
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         self.history, self.elapsed = list(state["history"]), float(state["train_seconds"])
         self.stats = EpochStats(**state["partial"])
+        self.step_times = list(state.get("step_times", []))
         rngs = state["rng"]
         set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world else rngs[0])
         return chosen[0]
