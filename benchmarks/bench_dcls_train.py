@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from tsdcls.dcls.train import RunSpec, TrainConfig, build_run_model, clamp_positions, param_groups
+from tsdcls.dcls.layers import clamp_dcls_parameters
+from tsdcls.dcls.train import RunSpec, TrainConfig, build_run_model, param_groups
 
 
 def main() -> None:
@@ -73,7 +74,7 @@ def main() -> None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                clamp_positions(model)
+                clamp_dcls_parameters(model)
                 sync()
                 if round_index:
                     run["train"].append(time.perf_counter() - start)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from tsdcls.common.assets import FASHION_MNIST_DEFAULT
-from tsdcls.common.config import ConfigError
+from tsdcls.common.config import ConfigError, InputError
 from tsdcls.dcls.data import (
     CORRUPTIONS,
     FashionMNISTSource,
@@ -177,3 +177,81 @@ def test_imagefolder_robustness_with_unknown_classes_is_rejected(imagefolder: Pa
     source = ImageFolderSource({"root": str(imagefolder), "robustness": {"imagenet-a": str(tmp_path)}}, seed=0)
     with pytest.raises(ConfigError, match="dcls.data.robustness.imagenet-a"):
         source.robustness_sets()
+
+
+# --- corrupt inputs are named (issue 10) -----------------------------------------------------------
+
+
+def _fashion_folder(folder: Path, rng: np.random.Generator) -> Path:
+    """A Fashion-MNIST-shaped folder of small, valid gzipped IDX files (40 train, 20 test images)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", 40), ("t10k", 20)):
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (count, 28, 28), dtype=np.uint8), True)
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(count) % 10).astype(np.uint8), True)
+    return folder
+
+
+@pytest.mark.parametrize("damage", ["truncated_gzip", "not_gzip", "truncated_plain"])
+def test_corrupt_fashion_file_is_named(tmp_path: Path, damage: str) -> None:
+    folder = _fashion_folder(tmp_path / "fm", np.random.default_rng(0))
+    assert load_fashion_mnist(folder, "train")[0].shape == (40, 28, 28)  # intact first
+    target = folder / "train-images-idx3-ubyte.gz"
+    raw = target.read_bytes()
+    if damage == "truncated_gzip":
+        target.write_bytes(raw[: len(raw) // 2])
+    elif damage == "not_gzip":
+        target.write_bytes(b"this is not gzip data at all" * 10)
+    else:  # a plain (not gzipped) IDX file cut short
+        target.unlink()
+        target = folder / "train-images-idx3-ubyte"
+        target.write_bytes(gzip.decompress(raw)[:-100])
+    with pytest.raises(InputError, match=f"{target}.*expected a complete (gzip-compressed )?IDX file"):
+        load_fashion_mnist(folder, "train")
+    load_fashion_mnist(folder, "val")  # the other split's files are fine
+
+
+def test_user_given_missing_root_names_key_and_path_without_install_advice(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=f"'dcls.data.root': {tmp_path / 'nowhere'} is not a directory") as err:
+        load_fashion_mnist(tmp_path / "nowhere", "train")
+    assert "apt-get" not in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="'dcls.data.root'.*train-images-idx3-ubyte"):
+        load_fashion_mnist(tmp_path / "empty", "train")
+
+
+def _jpeg_tree(root: Path) -> list[Path]:
+    """train/ and val/ with two wnid folders of three real JPEGs each (Fashion-MNIST-like noise)."""
+    rng = np.random.default_rng(1)
+    files = []
+    for split in ("train", "val"):
+        for wnid in WNIDS[:2]:
+            (root / split / wnid).mkdir(parents=True)
+            for i in range(3):
+                path = root / split / wnid / f"{wnid}_{i}.JPEG"
+                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path, format="JPEG")
+                files.append(path)
+    return files
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_corrupt_jpeg_in_imagefolder_is_named_before_training(tmp_path: Path, damage: str) -> None:
+    files = _jpeg_tree(tmp_path / "inet")
+    source = ImageFolderSource({"root": str(tmp_path / "inet"), "image_size": 32}, seed=0)
+    assert len(source.dataset("train")) == 6  # the intact tree passes the check
+    bad = files[4]  # train/, second class
+    raw = bad.read_bytes()
+    bad.write_bytes({"truncated": raw[: len(raw) // 2], "garbage": b"\x00garbage" * 50, "empty": b""}[damage])
+    fresh = ImageFolderSource({"root": str(tmp_path / "inet"), "image_size": 32}, seed=0)
+    with pytest.raises(InputError, match=f"{bad}: not a readable image .*expected a complete JPEG/PNG"):
+        fresh.dataset("train")
+    assert len(fresh.dataset("val")) == 6
+
+
+def test_undecodable_image_read_later_names_the_file(tmp_path: Path) -> None:
+    """A file that breaks after the check (or slips past it) still names itself when loaded."""
+    from tsdcls.dcls.data import load_image
+
+    path = tmp_path / "x.JPEG"
+    path.write_bytes(b"\xff\xd8\xff" + b"\x00" * 64 + b"\xff\xd9")  # JPEG markers, no image inside
+    with pytest.raises(InputError, match=f"{path}: cannot decode image"):
+        load_image(str(path))

@@ -3,8 +3,11 @@ tiny real data, config errors, the launch command, and the smoke DAG's DCLS outp
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +22,14 @@ from tests.conftest import (
 )
 from tests.test_dcls_data import imagefolder  # noqa: F401  (fixture: tiny ImageNet-style tree)
 from tests.test_ddp import tiny_config
-from tsdcls.common.config import ConfigError
+from tsdcls.common.config import USER_ERROR_EXIT, ConfigError
 from tsdcls.common.io import read_csv, read_provenance
-from tsdcls.dcls.layers import Dcls2d
+from tsdcls.dcls.layers import Dcls2d, dcls_modules
 from tsdcls.dcls.schedule import lr_at
 from tsdcls.dcls.train import (
     RunSpec,
     TrainConfig,
     build_run_model,
-    dcls_modules,
     param_groups,
     repulsion_loss,
     train_run,
@@ -169,3 +171,21 @@ def test_smoke_dcls_outputs(smoke_run: Path) -> None:
     assert len(weights) == 2
     # checkpoints live under the param directory, not among the rule's outputs
     assert sorted(p.name for p in (results / "dcls" / "checkpoints").rglob("last.pt")) == ["last.pt", "last.pt"]
+
+
+def test_input_error_exits_with_the_no_retry_status_and_one_line(tmp_path: Path) -> None:
+    """A wrong dataset root: USER_ERROR_EXIT, one stderr line naming the key and path, no output."""
+    config = tiny_config()
+    config["data"]["root"] = str(tmp_path / "nonexistent")
+    params = {"family": "convnext", "variant": "dense", "kernel_count": 0, "dks": 0}
+    cmd = [sys.executable, "-m", "tsdcls.cli", "dcls-train", "--config", json.dumps(config), "--device", "cpu",
+           f"--output=weights={tmp_path / 'w.pt'}", f"--output=train={tmp_path / 't.json'}",
+           *[f"--param={k}={json.dumps(v)}" for k, v in params.items()]]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == USER_ERROR_EXIT, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"tsdcls dcls-train: input error: config key 'dcls.data.root': {tmp_path / 'nonexistent'} "
+                      "is not a directory; set it to the folder holding the Fashion-MNIST IDX files "
+                      "(train-images-idx3-ubyte[.gz] ...)"], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "apt-get" not in proc.stderr
+    assert not (tmp_path / "w.pt").exists() and not (tmp_path / "t.json").exists()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tsdcls.common.config import ConfigError
+from tsdcls.common.config import USER_ERROR_EXIT, ConfigError
 from tsdcls.tempscale.tasks.hub import LONGEMBED_TASKS, MTEB_ENGLISH, hub_tasks
 
 
@@ -42,7 +42,7 @@ def test_no_hub_tasks_is_not_an_error() -> None:
 
 
 def test_cli_evaluation_with_hub_task_offline_fails_in_under_10_s(tmp_path) -> None:
-    """The real CLI verb: exit code 2, a config error naming allow_network and the task, in
+    """The real CLI verb: exit code USER_ERROR_EXIT (no retry), a config error naming allow_network and the task, in
     < 10 s of CPU (no download attempt, no retry loop), and no output file written."""
     config = {
         "seed": 0,
@@ -70,7 +70,7 @@ def test_cli_evaluation_with_hub_task_offline_fails_in_under_10_s(tmp_path) -> N
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.returncode == USER_ERROR_EXIT, proc.stderr[-2000:]
     assert "allow_network" in proc.stderr and "LEMBNarrativeQARetrieval" in proc.stderr
     # CPU seconds, not wall time: on an idle machine they are the wall time, on a shared one
     # the wall clock measures the neighbours (the timeout above still bounds any hang)

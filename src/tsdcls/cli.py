@@ -5,6 +5,10 @@
 
 Stage modules are imported lazily so that `--help` and the theory stage never pay for torch
 model libraries they do not use.
+
+Exit status: 0 done; 78 (``USER_ERROR_EXIT``) a config value or an input file is wrong, one line
+on stderr and rerunning cannot help (no retry); 128 + N stopped by signal N (SIGTERM: 143), no
+final output written; 1 any other failure (traceback; a retry may help).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tsdcls.common.config import ConfigError, parse_stage_config
+from tsdcls.common.config import USER_ERROR_EXIT, ConfigError, InputError, parse_stage_config
 from tsdcls.common.job import Job
 from tsdcls.common.offline import enforce_offline
 from tsdcls.common.seeding import seed_everything
+from tsdcls.common.signals import Terminated
 
 # verb -> (stage, "module:function"). Each stage registers its verbs here, one line each.
 VERBS: dict[str, tuple[str, str]] = {
@@ -104,8 +109,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         func(job)
         logging.getLogger("tsdcls").info("%s done in %.1f s", args.verb, time.perf_counter() - start)
     except ConfigError as err:
-        print(f"tsdcls {args.verb}: config error: {err}", file=sys.stderr)
-        return 2
+        kind = "input error" if isinstance(err, InputError) else "config error"
+        print(f"tsdcls {args.verb}: {kind}: {' '.join(str(err).split())}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    except Terminated as err:
+        print(f"tsdcls {args.verb}: {err}", file=sys.stderr)
+        return err.exit_code
     return 0
 
 

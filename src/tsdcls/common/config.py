@@ -7,9 +7,22 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+# Exit status of a job stopped by a ConfigError (a config value or an input file is wrong).
+# Rerunning the same job cannot help, so the SLURM profile does not retry this status; every other
+# failure (a crash, preemption, a time limit) keeps Python's status 1 or the signal's 128+N.
+# 78 is EX_CONFIG of sysexits.h, a status no library in this project exits with.
+USER_ERROR_EXIT = 78
+
 
 class ConfigError(ValueError):
     """A config value is missing or wrong; the message names the key."""
+
+
+class InputError(ConfigError):
+    """An input file is missing, truncated or corrupt; the message names the file and what was expected.
+
+    A ConfigError too: the same input fails the same way on every retry.
+    """
 
 
 def canonical_json(section: Mapping[str, Any]) -> str:

@@ -14,9 +14,13 @@ a resumed run sees the same batches as an uninterrupted one.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import math
+import os
 import struct
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler, TensorDataset
 
-from tsdcls.common.assets import AssetMissingError, fashion_mnist_dir
-from tsdcls.common.config import ConfigError
+from tsdcls.common.assets import FASHION_MNIST_DEFAULT, AssetMissingError, fashion_mnist_dir
+from tsdcls.common.config import ConfigError, InputError
 from tsdcls.common.seeding import derive_seed
 
 FASHION_CLASSES = (
@@ -49,41 +53,71 @@ IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dty
 def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (plain or gzipped) into a NumPy array; a malformed file names itself."""
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    expected = "a complete gzip-compressed IDX file" if path.suffix == ".gz" else "a complete IDX file"
+    try:
+        raw = _read_bytes(path)
+    except (EOFError, OSError, zlib.error) as err:
+        raise InputError(f"{path}: cannot be read ({err}); expected {expected}: replace the file") from err
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number)")
+        raise InputError(f"{path}: not an IDX file (bad magic number); expected {expected}")
     code, ndim = raw[2], raw[3]
     if code not in IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX element type 0x{code:02x}")
+        raise InputError(f"{path}: unknown IDX element type 0x{code:02x}; expected {expected}")
     header_end = 4 + 4 * ndim
+    if len(raw) < header_end:
+        raise InputError(f"{path}: truncated IDX header ({len(raw)} bytes); expected {expected}")
     shape = struct.unpack(f">{ndim}I", raw[4:header_end])
     dtype = np.dtype(IDX_DTYPES[code])
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header_end != expected:
-        raise ValueError(f"{path}: header says {shape} ({expected} bytes), file holds {len(raw) - header_end}")
+    size = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header_end != size:
+        raise InputError(f"{path}: header says {shape} ({size} bytes), file holds {len(raw) - header_end}; "
+                         f"expected {expected}: replace the file")
     return np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.suffix == ".gz":
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    return path.read_bytes()
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
     for name in (f"{stem}.gz", stem):
         if (folder / name).is_file():
             return folder / name
-    raise AssetMissingError(f"{folder}: no {stem}[.gz] (config key 'dcls.data.root')")
+    raise InputError(f"config key 'dcls.data.root': {folder} holds no {stem}[.gz] (a Fashion-MNIST IDX file)")
+
+
+def fashion_folder(root: str | Path | None) -> Path:
+    """The Fashion-MNIST folder: a path the user set is checked as given (no install advice)."""
+    if root and Path(root) != FASHION_MNIST_DEFAULT:
+        folder = Path(root)
+        if not folder.is_dir():
+            raise InputError(f"config key 'dcls.data.root': {folder} is not a directory; set it to the folder "
+                             "holding the Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz] ...)")
+        return folder
+    try:
+        return fashion_mnist_dir(root, "dcls.data.root")
+    except AssetMissingError as err:
+        raise InputError(str(err)) from err
+
+
+def fashion_files(root: str | Path | None, split: str) -> tuple[Path, Path]:
+    """The (images, labels) IDX files of a split."""
+    folder = fashion_folder(root)
+    prefix = {"train": "train", "test": "t10k", "val": "t10k"}[split]
+    return _idx_file(folder, f"{prefix}-images-idx3-ubyte"), _idx_file(folder, f"{prefix}-labels-idx1-ubyte")
 
 
 def load_fashion_mnist(root: str | Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) uint8 and labels (N,) int64 of the 'train' or 'test' split."""
-    try:
-        folder = fashion_mnist_dir(root, "dcls.data.root")
-    except AssetMissingError as err:
-        raise ConfigError(str(err)) from err
-    prefix = {"train": "train", "test": "t10k", "val": "t10k"}[split]
-    images = read_idx(_idx_file(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(_idx_file(folder, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{folder}: {images.shape[0]} {split} images but {labels.shape[0]} labels")
+    image_file, label_file = fashion_files(root, split)
+    images = read_idx(image_file)
+    labels = read_idx(label_file).astype(np.int64)
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise InputError(f"{image_file}: {images.shape} images but {label_file}: {labels.shape} labels; "
+                         "expected (N, 28, 28) images and N labels")
     return images, labels
 
 
@@ -177,6 +211,10 @@ class ImageSource:
         """name -> labelled dataset on the same label space (e.g. 'contrast@3', 'imagenet-r')."""
         return {}
 
+    def fingerprint(self, split: str) -> str:
+        """Hash of the split's content (files and labels), not of the path it is read from."""
+        raise NotImplementedError
+
 
 class FashionMNISTSource(ImageSource):
     """Fashion-MNIST subsets resized in memory; tensors are already in [0, 1] (normalised later)."""
@@ -206,6 +244,13 @@ class FashionMNISTSource(ImageSource):
 
     def dataset(self, split: str) -> Dataset:
         return self._split(split)
+
+    def fingerprint(self, split: str) -> str:
+        digest = hashlib.sha256()
+        for path in fashion_files(self.config.get("root"), split):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
 
     def robustness_sets(self) -> dict[str, Dataset]:
         clean = self._split("val")
@@ -251,6 +296,7 @@ class ImageFolderSource(ImageSource):
         self.image_size = int(data.get("image_size", 224))
         self.model = model
         self.augment = dict(augment or {})
+        self._datasets: dict[str, Dataset] = {}
 
     def transform(self, train: bool) -> Any:
         from timm.data import create_transform, resolve_data_config
@@ -266,14 +312,31 @@ class ImageFolderSource(ImageSource):
         )
 
     def dataset(self, split: str) -> Dataset:
+        """The split's (sub)set, every file of it checked to decode first (once per source)."""
+        if split not in self._datasets:
+            self._datasets[split] = self._build_dataset(split)
+        return self._datasets[split]
+
+    def _build_dataset(self, split: str) -> Dataset:
         folder = self.root / ("train" if split == "train" else "val")
-        dataset = self._folder(str(folder), transform=self.transform(split == "train"))
+        dataset = self._folder(str(folder), transform=self.transform(split == "train"), loader=load_image)
         _check_classes(dataset.classes, self.class_names, folder)
         size = self.config.get("train_size" if split == "train" else "val_size")
+        indices = np.arange(len(dataset.samples))
         if size:
             indices = balanced_subset(np.asarray(dataset.targets), int(size), derive_seed(self.seed, split))
-            return torch.utils.data.Subset(dataset, indices.tolist())
-        return dataset
+        check_image_files([dataset.samples[i][0] for i in indices], "dcls.data.root")
+        return torch.utils.data.Subset(dataset, indices.tolist()) if size else dataset
+
+    def fingerprint(self, split: str) -> str:
+        dataset = self.dataset(split)
+        base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+        indices = dataset.indices if isinstance(dataset, torch.utils.data.Subset) else range(len(base.samples))
+        digest = hashlib.sha256()
+        for i in indices:
+            path, label = base.samples[i]
+            digest.update(f"{os.path.relpath(path, self.root)}\t{label}\n".encode())
+        return digest.hexdigest()[:16]
 
     def robustness_sets(self) -> dict[str, Dataset]:
         """ImageNet-A/R/Sketch/C folders (paths in 'dcls.data.robustness'); labels mapped by wnid.
@@ -285,7 +348,8 @@ class ImageFolderSource(ImageSource):
         index = {wnid: i for i, wnid in enumerate(self.class_names)}
         for name, path in (self.config.get("robustness") or {}).items():
             folder = _require_dir(path, f"dcls.data.robustness.{name}", f"{name} ImageFolder")
-            dataset = self._folder(str(folder), transform=self.transform(False))
+            dataset = self._folder(str(folder), transform=self.transform(False), loader=load_image)
+            check_image_files([path for path, _ in dataset.samples], f"dcls.data.robustness.{name}")
             unknown = [c for c in dataset.classes if c not in index]
             if unknown:
                 raise ConfigError(f"config key 'dcls.data.robustness.{name}': {folder} has class folders "
@@ -294,6 +358,49 @@ class ImageFolderSource(ImageSource):
             dataset.target_transform = remap.__getitem__
             sets[name] = dataset
         return sets
+
+
+def load_image(path: str) -> Any:
+    """ImageFolder's loader, but a file that does not decode names itself."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle, Image.open(handle) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as err:
+        raise InputError(f"{path}: cannot decode image ({err}); expected a complete JPEG/PNG image") from err
+
+
+def image_file_problem(path: str) -> str | None:
+    """None when ``path`` is a whole image, else what is wrong with it.
+
+    Fast path: a JPEG whose last 4 KiB hold the end-of-image marker. Anything else is decoded
+    (JPEG at 1/8 scale via ``draft``, which still reads every byte), so truncation is caught.
+    """
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(3)
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(0, size - 4096))
+            if head == b"\xff\xd8\xff" and b"\xff\xd9" in handle.read():
+                return None
+        with Image.open(path) as image:
+            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+            image.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        return str(err) or type(err).__name__
+    return None
+
+
+def check_image_files(paths: Sequence[str], key: str) -> None:
+    """Raise InputError naming the first file of ``paths`` that is not a whole image."""
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for path, problem in zip(paths, pool.map(image_file_problem, paths, chunksize=64), strict=True):
+            if problem is not None:
+                raise InputError(f"{path}: not a readable image ({problem}); expected a complete JPEG/PNG "
+                                 f"image under config key '{key}': replace or delete the file")
 
 
 def _check_classes(found: Sequence[str], expected: Sequence[str], folder: Path) -> None:

@@ -22,7 +22,8 @@ from tqdm import tqdm
 from tsdcls.common.io import read_json, write_json
 from tsdcls.common.job import Job
 from tsdcls.dcls.data import Normalize, build_source
-from tsdcls.dcls.train import RunSpec, build_run_model, dcls_modules, load_weights
+from tsdcls.dcls.layers import dcls_modules
+from tsdcls.dcls.train import RunSpec, build_run_model, load_weights
 
 LOG = logging.getLogger("tsdcls.dcls.evaluate")
 

@@ -7,10 +7,13 @@ at 5x the learning rate and without weight decay, ``clamp_parameters()`` on ever
 after each optimiser step, and the optional repulsion loss on positions. bf16 autocast and
 channels_last on GPU only where configured; never autocast on CPU.
 
-A checkpoint is written atomically at the end of every epoch (and every
-``checkpoint_every_steps``) into a directory passed as a rule *param*, and the job resumes from
-it automatically, so a killed or preempted job that is retried continues where it stopped and
-ends, on CPU, with bit-identical weights and metrics.
+The loop is ``train_run`` -> ``train_one_epoch`` -> ``train_step`` over a :class:`TrainState`
+(what a checkpoint restores) and a :class:`Loop` (what stays fixed). A checkpoint is written at
+the end of every epoch (and every ``checkpoint_every_steps``) into a directory passed as a rule
+*param* (``dcls/checkpoint.py``: last.pt + prev.pt, keyed on the trajectory identity), and the
+job resumes from it automatically, so a killed or preempted job that is retried continues where
+it stopped and ends, on CPU, with bit-identical weights and metrics. SIGTERM stops the run at the
+next step with a checkpoint and without final outputs.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -34,18 +38,20 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from tsdcls.common.config import ConfigError, config_hash
 from tsdcls.common.io import atomic_path, write_json
 from tsdcls.common.job import Job
 from tsdcls.common.seeding import derive_seed, seed_everything
+from tsdcls.common.signals import StopFlag, Terminated
 from tsdcls.common.variants import DCLS_VARIANTS as VARIANTS
+from tsdcls.dcls.checkpoint import CheckpointStore
 from tsdcls.dcls.data import ImageSource, ShardedEpochSampler, build_source
+from tsdcls.dcls.layers import clamp_dcls_parameters, dcls_modules
 from tsdcls.dcls.schedule import lr_at
 
 LOG = logging.getLogger("tsdcls.dcls.train")
-CHECKPOINT_NAME = "last.pt"
-CHECKPOINT_FORMAT = 1
 
 
 # --- typed configuration -------------------------------------------------------------------------
@@ -258,17 +264,6 @@ def is_position(name: str) -> bool:
     return last == "P" or last.endswith("_P") or last in ("positions", "shared_positions")
 
 
-def dcls_modules(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if getattr(m, "is_dcls", False)]
-
-
-def clamp_positions(model: nn.Module) -> None:
-    """Keep every tap inside its dilated kernel (call after each optimiser step)."""
-    with torch.no_grad():
-        for module in dcls_modules(model):
-            module.clamp_parameters()
-
-
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     """AdamW groups: decayed weights, undecayed biases/norms, positions at lr x5 without decay."""
     decay, no_decay, positions = [], [], []
@@ -338,27 +333,48 @@ def augment_batch(images: torch.Tensor, cfg: TrainConfig, seed: int, rank: int =
     return out
 
 
-def epoch_batches(source: ImageSource, dataset: Any, sampler: ShardedEpochSampler, cfg: TrainConfig,
-                  seed: int, epoch: int, start_step: int, rank: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def epoch_batches(loop: Loop, epoch: int, start_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's batches of one epoch from ``start_step`` on, in a resumable, fixed order."""
+    sampler, cfg = loop.sampler, loop.cfg
     sampler.set_position(epoch, start_step)
-    if source.in_memory:
-        images, labels = dataset.tensors
+    if loop.source.in_memory:
+        images, labels = loop.train_set.tensors
         order = list(sampler)
         size = sampler.per_rank_batch
         for offset, step in zip(range(0, len(order), size), range(start_step, sampler.steps_per_epoch), strict=False):
             idx = torch.as_tensor(order[offset : offset + size])
-            batch = augment_batch(images[idx], cfg, derive_seed(seed, "augment", epoch, step), rank, sampler.world)
-            yield batch, labels[idx]
+            seed = derive_seed(loop.spec.seed, "augment", epoch, step)
+            yield augment_batch(images[idx], cfg, seed, loop.ctx.rank, sampler.world), labels[idx]
         return
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=sampler.per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
+        loop.train_set, batch_size=sampler.per_rank_batch, sampler=sampler, num_workers=cfg.num_workers,
         drop_last=True, pin_memory=torch.cuda.is_available(), persistent_workers=False,
     )
     yield from loader
 
 
-# --- checkpoints ---------------------------------------------------------------------------------
+# --- checkpoint identity and RNG state -----------------------------------------------------------
+
+# Keys that do not change the trajectory, left out of the checkpoint identity so that editing them
+# resumes (or keeps) a finished run. ``num_workers`` only changes which random augmentation draw an
+# ImageFolder image gets (same distribution); the data path is replaced by a hash of the content.
+OFF_TRAJECTORY_TRAIN_KEYS = frozenset({"num_workers", "checkpoint_every_steps"})
+OFF_TRAJECTORY_DATA_KEYS = frozenset({"root", "val_size", "corruptions", "corruption_severities", "robustness"})
+
+
+def trajectory_identity(config: Mapping[str, Any], spec: RunSpec, cfg: TrainConfig, world: int,
+                        data_content: str) -> str:
+    """Hash of exactly what changes the training trajectory.
+
+    Model (family settings and grid cell), data content and order (content hash, size, image
+    size, the run seed), optimiser and schedule (every training option but the off-trajectory
+    ones), seed and world size.
+    """
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OFF_TRAJECTORY_TRAIN_KEYS}
+    data = {k: v for k, v in config.get("data", {}).items() if k not in OFF_TRAJECTORY_DATA_KEYS}
+    return config_hash({"train": train, "data": data, "data_content": data_content,
+                        "family": config["families"][spec.family], "run": dataclasses.asdict(spec),
+                        "world": world})
 
 
 def rng_state() -> dict[str, Any]:
@@ -386,24 +402,93 @@ def gather_rng_states(ctx: Dist) -> list[dict[str, Any]]:
     return states
 
 
-def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    """torch.save into a temp file beside ``path``, then rename: a kill never leaves half a file."""
-    with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+# --- training state ------------------------------------------------------------------------------
 
 
-def load_checkpoint(path: Path, expected_hash: str) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it belongs to this exact run config, else None."""
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("config_hash") != expected_hash:
-        LOG.warning("ignoring checkpoint %s: written for another config", path)
-        return None
-    return state
+@dataclass
+class EpochStats:
+    """Running sums of the current epoch on this rank (saved with a mid-epoch checkpoint)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint restores: weights, optimiser, scaler, EMA, position, history."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: Any | None = None
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    stats: EpochStats = field(default_factory=EpochStats)
+    step_times: list[float] = field(default_factory=list)  # rank 0's, saved: a resumed run keeps its median
+
+    def save(self, store: CheckpointStore, ctx: Dist, spec: RunSpec, finished: bool) -> None:
+        """Checkpoint on rank 0 (every rank's RNG state gathered first); all ranks wait for it."""
+        rngs = gather_rng_states(ctx)
+        if ctx.is_main:
+            store.save({
+                "run": dataclasses.asdict(spec), "finished": finished, "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": rngs, "history": self.history, "train_seconds": self.elapsed,
+                "partial": dataclasses.asdict(self.stats), "step_times": self.step_times,
+            })
+        if ctx.enabled:
+            dist.barrier()
+
+    def load(self, store: CheckpointStore, ctx: Dist) -> Path | None:
+        """Restore from the store's newest good checkpoint (chosen on rank 0); None: start over."""
+        chosen = [store.resolve() if ctx.is_main else None]
+        if ctx.enabled:
+            dist.broadcast_object_list(chosen, src=0)
+        if chosen[0] is None:
+            return None
+        state = store.load(chosen[0])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        self.history, self.elapsed = list(state["history"]), float(state["train_seconds"])
+        self.stats = EpochStats(**state["partial"])
+        self.step_times = list(state.get("step_times", []))
+        rngs = state["rng"]
+        set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world else rngs[0])
+        return chosen[0]
 
 
 # --- the loop ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loop:
+    """The fixed parts of one run's training loop, built once and read by every step."""
+
+    cfg: TrainConfig
+    spec: RunSpec
+    ctx: Dist
+    source: ImageSource
+    train_set: Any
+    sampler: ShardedEpochSampler
+    train_model: nn.Module  # state.model, possibly compiled and/or wrapped in DDP
+    store: CheckpointStore
+    mixup: Any
+    eraser: Any
+    criterion: nn.Module
+    autocast: Any
+    warmup_steps: int
+    total_steps: int
 
 
 @dataclass
@@ -416,23 +501,47 @@ class TrainResult:
 
 
 def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_dir: Path | None,
-              ctx: Dist | None = None, max_steps: int | None = None) -> TrainResult:
-    """Train one grid cell; resumes from ``checkpoint_dir/last.pt`` when it exists.
+              ctx: Dist | None = None, max_steps: int | None = None, stop: StopFlag | None = None) -> TrainResult:
+    """Train one grid cell; resumes from the newest good checkpoint in ``checkpoint_dir``.
 
-    ``max_steps`` stops early (tests only). Returns the unwrapped model on every rank.
+    ``max_steps`` stops early without a checkpoint (tests only). A signal recorded by ``stop``
+    ends the run at the next step: checkpoint, then :class:`Terminated`. Returns the unwrapped
+    model on every rank.
     """
     ctx = ctx or Dist(device=torch.device(device))
     cfg = TrainConfig.from_config(config.get("train", {}))
-    use_cuda = ctx.device.type == "cuda"
-    run_hash = config_hash({"train": config.get("train", {}), "data": config.get("data", {}),
-                            "family": config["families"][spec.family], "run": dataclasses.asdict(spec),
-                            "world": ctx.world})
-
     seed_everything(derive_seed(spec.seed, "data"))
     source = build_source(config.get("data", {}), spec.seed,
                           augment={"auto_augment": cfg.auto_augment, "random_erasing": cfg.random_erasing})
     train_set = source.dataset("train")
-    model, conversion = build_run_model(config, spec, source.num_classes)
+    state, conversion = build_state(config, spec, cfg, source.num_classes, ctx)
+    identity = trajectory_identity(config, spec, cfg, ctx.world, source.fingerprint("train"))
+    loop = build_loop(cfg, spec, ctx, source, train_set, state.model, CheckpointStore(checkpoint_dir, identity))
+    resumed_from = state.load(loop.store, ctx)
+    if resumed_from is not None and ctx.is_main:
+        LOG.info("resumed %s from %s at epoch %d step %d", spec.run_id, resumed_from, state.epoch, state.step_in_epoch)
+    progress = tqdm(total=loop.total_steps, initial=state.global_step, desc=spec.run_id, unit="step",
+                    disable=not ctx.is_main, mininterval=2.0 if sys.stderr.isatty() else 15.0, file=sys.stderr)
+    with progress, logging_redirect_tqdm(loggers=[logging.root]):  # summary lines beside the bar
+        while state.epoch < cfg.epochs:
+            outcome = train_one_epoch(loop, state, progress, stop, max_steps)
+            if state.step_in_epoch == loop.sampler.steps_per_epoch:
+                finish_epoch(loop, state)
+            if outcome == "stopped":
+                break
+            state.save(loop.store, ctx, spec, finished=state.epoch >= cfg.epochs and state.step_in_epoch == 0)
+            if outcome == "interrupted":
+                raise Terminated(stop.signum if stop and stop.signum else signal.SIGTERM)
+    record = train_record(loop, state, conversion)
+    record["identity"] = record["config_hash"] = identity
+    return TrainResult(model=state.model, ema=state.ema.module if state.ema is not None else None, record=record)
+
+
+def build_state(config: Mapping[str, Any], spec: RunSpec, cfg: TrainConfig, num_classes: int,
+                ctx: Dist) -> tuple[TrainState, dict[str, Any]]:
+    """Model (seeded from the run), EMA, AdamW and grad scaler at step 0; the conversion report."""
+    use_cuda = ctx.device.type == "cuda"
+    model, conversion = build_run_model(config, spec, num_classes)
     model.to(ctx.device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -441,161 +550,163 @@ def train_run(config: Mapping[str, Any], spec: RunSpec, device: str, checkpoint_
     if use_cuda:  # bit-exactness is a CPU promise; on GPU take the fast kernels
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True
-
     ema = None
     if cfg.ema_decay > 0:
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.ema_decay, device=ctx.device)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas)
-    amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and cfg.amp and amp_dtype == torch.float16)
+    fp16 = use_cuda and cfg.amp and cfg.amp_dtype == "float16"
+    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+    return TrainState(model=model, optimizer=optimizer, scaler=scaler, ema=ema), conversion
 
-    sampler = ShardedEpochSampler(len(train_set), cfg.batch_size, derive_seed(spec.seed, "order"),
-                                  ctx.rank, ctx.world)
-    steps_per_epoch = sampler.steps_per_epoch
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = round(cfg.warmup_epochs * steps_per_epoch)
-    mixup = _mixup(cfg, source.num_classes)
-    eraser = _eraser(cfg, ctx.device) if source.in_memory else None
-    criterion = _criterion(cfg, mixup is not None)
 
-    epoch, start_step, global_step, history, elapsed = 0, 0, 0, [], 0.0
-    partial = {"loss_sum": 0.0, "correct": 0, "seen": 0}  # running stats of a half-done epoch
-    ckpt_path = checkpoint_dir / CHECKPOINT_NAME if checkpoint_dir else None
-    state = load_checkpoint(ckpt_path, run_hash) if ckpt_path else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        history, elapsed, partial = state["history"], state["train_seconds"], state["partial"]
-        rngs = state["rng"]
-        set_rng_state(rngs[ctx.rank] if len(rngs) == ctx.world else rngs[0])
-        if ctx.is_main:
-            LOG.info("resumed %s from %s at epoch %d step %d", spec.run_id, ckpt_path, epoch, start_step)
-
-    train_model: nn.Module = model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+def build_loop(cfg: TrainConfig, spec: RunSpec, ctx: Dist, source: ImageSource, train_set: Any,
+               model: nn.Module, store: CheckpointStore) -> Loop:
+    """Sampler, schedule, augmentation and loss of the run; the model wrapped for compile/DDP."""
+    use_cuda = ctx.device.type == "cuda"
+    sampler = ShardedEpochSampler(len(train_set), cfg.batch_size, derive_seed(spec.seed, "order"), ctx.rank, ctx.world)
+    train_model = torch.compile(model) if cfg.compile else model
     if ctx.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[ctx.device.index] if use_cuda else None)
+        train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[ctx.device.index] if use_cuda else None)
+    mixup = _mixup(cfg, source.num_classes)
+    amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    return Loop(
+        cfg=cfg, spec=spec, ctx=ctx, source=source, train_set=train_set, sampler=sampler,
+        train_model=train_model, store=store, mixup=mixup,
+        eraser=_eraser(cfg, ctx.device) if source.in_memory else None, criterion=_criterion(cfg, mixup is not None),
+        autocast=torch.autocast("cuda", dtype=amp_dtype) if use_cuda and cfg.amp else contextlib.nullcontext(),
+        warmup_steps=round(cfg.warmup_epochs * sampler.steps_per_epoch),
+        total_steps=cfg.epochs * sampler.steps_per_epoch,
+    )
 
-    def checkpoint(next_epoch: int, next_step: int) -> None:
-        rngs = gather_rng_states(ctx)
-        if ctx.is_main and ckpt_path is not None:
-            save_checkpoint(ckpt_path, {
-                "format": CHECKPOINT_FORMAT, "config_hash": run_hash, "run": dataclasses.asdict(spec),
-                "epoch": next_epoch, "step_in_epoch": next_step, "global_step": global_step,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                "rng": rngs, "history": history, "train_seconds": elapsed,
-                "partial": {"loss_sum": loss_sum, "correct": correct, "seen": seen} if next_step else
-                {"loss_sum": 0.0, "correct": 0, "seen": 0},
-            })
-        if ctx.enabled:
-            dist.barrier()
 
-    autocast = (torch.autocast("cuda", dtype=amp_dtype) if use_cuda and cfg.amp else contextlib.nullcontext())
-    step_times: list[float] = []
-    progress = tqdm(total=total_steps, initial=global_step, desc=spec.run_id, unit="step",
-                    disable=not ctx.is_main, mininterval=2.0 if sys.stderr.isatty() else 15.0, file=sys.stderr)
-    stop = False
-    while epoch < cfg.epochs and not stop:
-        train_model.train()
-        loss_sum, correct, seen = partial["loss_sum"], partial["correct"], partial["seen"]
-        partial = {"loss_sum": 0.0, "correct": 0, "seen": 0}
-        for step, (images, targets) in enumerate(
-            epoch_batches(source, train_set, sampler, cfg, spec.seed, epoch, start_step, ctx.rank), start=start_step
-        ):
-            tick = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(global_step, cfg.lr, warmup_steps, total_steps, cfg.min_lr) * group["lr_scale"]
-            optimizer.zero_grad(set_to_none=True)
-            chunks = list(zip(images.chunk(cfg.accumulation_steps), targets.chunk(cfg.accumulation_steps),
-                              strict=True))
-            for index, (chunk_images, chunk_targets) in enumerate(chunks):
-                last = index == len(chunks) - 1
-                sync = contextlib.nullcontext() if last or not ctx.enabled else train_model.no_sync()
-                with sync:
-                    chunk_loss, chunk_correct = forward_backward(
-                        train_model, model, chunk_images, chunk_targets, ctx.device, source, cfg, epoch,
-                        eraser, mixup, criterion, autocast, scaler, len(chunks))
-                loss_sum += chunk_loss * chunk_images.shape[0]
-                correct += chunk_correct
-                seen += chunk_images.shape[0]
-            if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            clamp_positions(model)
-            if ema is not None:
-                ema.update(model, step=global_step)
-            global_step += 1
-            if use_cuda:
-                torch.cuda.synchronize(ctx.device)
-            duration = time.perf_counter() - tick
-            step_times.append(duration)
-            elapsed += duration
-            progress.update(1)
-            progress.set_postfix(epoch=epoch, loss=f"{loss_sum / max(seen, 1):.3f}", refresh=False)
-            if max_steps is not None and global_step >= max_steps:
-                stop = True
-                break
-            if cfg.checkpoint_every_steps and global_step % cfg.checkpoint_every_steps == 0 \
-                    and step + 1 < steps_per_epoch:
-                checkpoint(epoch, step + 1)
-        history.append({"epoch": epoch, "train_loss": _all_mean(loss_sum, seen, ctx),
-                        "train_top1": _all_mean(float(correct), seen, ctx), "lr": optimizer.param_groups[0]["lr"]})
-        epoch, start_step = epoch + 1, 0
-        if not stop:
-            checkpoint(epoch, 0)
-    progress.close()
+def train_one_epoch(loop: Loop, state: TrainState, progress: tqdm, stop: StopFlag | None,
+                    max_steps: int | None) -> str:
+    """The rest of epoch ``state.epoch``: 'done', 'stopped' (max_steps) or 'interrupted' (signal)."""
+    loop.train_model.train()
+    batches = epoch_batches(loop, state.epoch, state.step_in_epoch)
+    while True:
+        try:
+            images, targets = next(batches)
+        except StopIteration:
+            return "done"
+        except RuntimeError:  # loader workers got the same SIGTERM and died: stop as asked
+            if stop is not None and stop.requested:
+                return "interrupted"
+            raise
+        train_step(loop, state, images, targets)
+        progress.update(1)
+        progress.set_postfix(epoch=state.epoch, loss=f"{state.stats.loss_sum / max(state.stats.seen, 1):.3f}",
+                             refresh=False)
+        if max_steps is not None and state.global_step >= max_steps:
+            return "stopped"
+        if _stop_requested(stop, loop.ctx):
+            return "interrupted"
+        every = loop.cfg.checkpoint_every_steps
+        if every and state.global_step % every == 0 and state.step_in_epoch < loop.sampler.steps_per_epoch:
+            state.save(loop.store, loop.ctx, loop.spec, finished=False)
 
-    record = {
-        "run": dataclasses.asdict(spec), "conversion": conversion,
+
+def train_step(loop: Loop, state: TrainState, images: torch.Tensor, targets: torch.Tensor) -> None:
+    """One optimiser step on one global batch (split into accumulation chunks)."""
+    cfg, ctx, stats = loop.cfg, loop.ctx, state.stats
+    tick = time.perf_counter()
+    lr = lr_at(state.global_step, cfg.lr, loop.warmup_steps, loop.total_steps, cfg.min_lr)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr * group["lr_scale"]
+    state.optimizer.zero_grad(set_to_none=True)
+    chunks = list(zip(images.chunk(cfg.accumulation_steps), targets.chunk(cfg.accumulation_steps), strict=True))
+    for index, (chunk_images, chunk_targets) in enumerate(chunks):
+        last = index == len(chunks) - 1
+        with contextlib.nullcontext() if last or not ctx.enabled else loop.train_model.no_sync():
+            loss, correct = forward_backward(loop, state, chunk_images, chunk_targets, len(chunks))
+        stats.loss_sum += loss * chunk_images.shape[0]
+        stats.correct += correct
+        stats.seen += chunk_images.shape[0]
+    if cfg.grad_clip > 0:
+        state.scaler.unscale_(state.optimizer)
+        nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    clamp_dcls_parameters(state.model)
+    if state.ema is not None:
+        state.ema.update(state.model, step=state.global_step)
+    state.global_step += 1
+    state.step_in_epoch += 1
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    duration = time.perf_counter() - tick
+    state.step_times.append(duration)
+    state.elapsed += duration
+    stats.seconds += duration
+
+
+def finish_epoch(loop: Loop, state: TrainState) -> None:
+    """Close the epoch: history entry (means over all ranks), one summary line, next position."""
+    stats, ctx = state.stats, loop.ctx
+    entry = {"epoch": state.epoch, "train_loss": _all_mean(stats.loss_sum, stats.seen, ctx),
+             "train_top1": _all_mean(float(stats.correct), stats.seen, ctx),
+             "lr": state.optimizer.param_groups[0]["lr"]}
+    state.history.append(entry)
+    if ctx.is_main:
+        images_per_s = stats.seen * ctx.world / stats.seconds if stats.seconds > 0 else math.nan
+        LOG.info("%s epoch %d/%d: loss %.4f  top1 %.2f%%  lr %.3g  %.0f img/s", loop.spec.run_id,
+                 state.epoch + 1, loop.cfg.epochs, entry["train_loss"], 100.0 * entry["train_top1"], entry["lr"],
+                 images_per_s)
+    state.epoch, state.step_in_epoch, state.stats = state.epoch + 1, 0, EpochStats()
+
+
+def train_record(loop: Loop, state: TrainState, conversion: dict[str, Any]) -> dict[str, Any]:
+    """The training record for train.json."""
+    model, times, history = state.model, state.step_times, state.history
+    return {
+        "run": dataclasses.asdict(loop.spec), "conversion": conversion,
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "dcls_layers": len(dcls_modules(model)), "epochs": cfg.epochs, "steps": global_step,
-        "steps_per_epoch": steps_per_epoch, "global_batch": cfg.batch_size, "world_size": ctx.world,
-        "train_images": len(train_set), "train_seconds": elapsed,
-        "step_time_ms": 1000.0 * _median(step_times[min(3, len(step_times) - 1):]) if step_times else math.nan,
+        "dcls_layers": len(dcls_modules(model)), "epochs": loop.cfg.epochs, "steps": state.global_step,
+        "steps_per_epoch": loop.sampler.steps_per_epoch, "global_batch": loop.cfg.batch_size,
+        "world_size": loop.ctx.world, "train_images": len(loop.train_set), "train_seconds": state.elapsed,
+        "step_time_ms": 1000.0 * _median(times[min(3, len(times) - 1):]) if times else math.nan,
         "history": history, "final_train_loss": history[-1]["train_loss"] if history else math.nan,
-        "config_hash": run_hash,
     }
-    return TrainResult(model=model, ema=ema.module if ema is not None else None, record=record)
 
 
-def forward_backward(train_model: nn.Module, model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                     device: torch.device, source: ImageSource, cfg: TrainConfig, epoch: int, eraser: Any,
-                     mixup: Any, criterion: nn.Module, autocast: Any, scaler: torch.amp.GradScaler,
+def forward_backward(loop: Loop, state: TrainState, images: torch.Tensor, targets: torch.Tensor,
                      chunks: int) -> tuple[float, int]:
     """One micro-batch: augment on device, forward (autocast on GPU), loss (+ repulsion), backward.
 
     Returns the micro-batch's mean loss and its number of correct top-1 predictions.
     """
+    cfg, device = loop.cfg, loop.ctx.device
     images = images.to(device, non_blocking=True)
     targets = targets.to(device, non_blocking=True)
-    if source.normalize is not None:
-        images = source.normalize(images)
-    if eraser is not None:
-        images = eraser(images)
+    if loop.source.normalize is not None:
+        images = loop.source.normalize(images)
+    if loop.eraser is not None:
+        images = loop.eraser(images)
     hard_targets = targets
-    if mixup is not None:
-        images, targets = mixup(images, targets)
+    if loop.mixup is not None:
+        images, targets = loop.mixup(images, targets)
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    with autocast:
-        logits = train_model(images)
-        loss = criterion(logits.float(), targets)
-    if cfg.repulsion.enabled and epoch >= cfg.repulsion.start_epoch:
-        loss = loss + cfg.repulsion.weight * repulsion_loss(model, loss) ** 2
-    scaler.scale(loss / chunks).backward()
+    with loop.autocast:
+        logits = loop.train_model(images)
+        loss = loop.criterion(logits.float(), targets)
+    if cfg.repulsion.enabled and state.epoch >= cfg.repulsion.start_epoch:
+        loss = loss + cfg.repulsion.weight * repulsion_loss(state.model, loss) ** 2
+    state.scaler.scale(loss / chunks).backward()
     return float(loss.detach()), int((logits.detach().argmax(-1) == hard_targets).sum())
+
+
+def _stop_requested(stop: StopFlag | None, ctx: Dist) -> bool:
+    """Whether any rank got a stop signal (all ranks agree, so they checkpoint together)."""
+    flag = stop is not None and stop.requested
+    if not ctx.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
 
 
 def _all_mean(total: float, count: int, ctx: Dist) -> float:
@@ -659,16 +770,23 @@ def load_weights(path: Path) -> dict[str, Any]:
 
 
 def run_train(job: Job) -> None:
-    """Verb `dcls-train`: train one grid cell, write weights.pt and train.json (rank 0 only)."""
+    """Verb `dcls-train`: train one grid cell, write weights.pt and train.json (rank 0 only).
+
+    SIGTERM/SIGINT stop training at the next step with a checkpoint and no final output; the two
+    outputs are each renamed into place by this process, after a last check for a stop signal.
+    """
     spec = RunSpec.from_job(job)
     ckpt = job.params.get("checkpoint_dir")
     ctx = setup_distributed(job.device)
     try:
-        torch.set_num_threads(max(1, job.threads // max(ctx.world, 1)) if ctx.device.type == "cpu" else job.threads)
-        result = train_run(job.config, spec, job.device, Path(ckpt) if ckpt else None, ctx)
-        if ctx.is_main:
-            provenance = job.prov(run=spec.run_id, scale=job.config.get("scale"))
-            save_weights(job.output("weights"), result, spec, provenance)
-            write_json(job.output("train"), result.record, provenance)
+        with StopFlag() as stop:
+            torch.set_num_threads(max(1, job.threads // max(ctx.world, 1)) if ctx.device.type == "cpu" else job.threads)
+            result = train_run(job.config, spec, job.device, Path(ckpt) if ckpt else None, ctx, stop=stop)
+            if ctx.is_main:
+                provenance = job.prov(run=spec.run_id, scale=job.config.get("scale"))
+                stop.raise_if_requested()
+                save_weights(job.output("weights"), result, spec, provenance)
+                stop.raise_if_requested()
+                write_json(job.output("train"), result.record, provenance)
     finally:
         teardown_distributed(ctx)

@@ -1,9 +1,14 @@
 """Run one (model, TempScale variant) through mteb 2.x on every configured task.
 
 ``mteb.evaluate`` gets an explicit ``ResultCache`` under ``results/tempscale/mteb`` and
-``overwrite_strategy="always"``: Snakemake alone decides what is out of date, mteb never reuses
-a stale result. The variant is written into the mteb ModelMeta (name = base model + variant,
-revision = hash of the variant settings), so results of different tau never share a folder.
+``overwrite_strategy="always"``, one task at a time: mteb never reuses a result on its own. The
+variant is written into the mteb ModelMeta (name = base model + variant, revision = hash of the
+variant settings), so results of different tau never share a folder.
+
+Resumable: beside each finished task's mteb result file a record (``tsdcls-resume/``) keeps the
+task's key (task name, dataset revision, splits, its config settings, model variant, revision,
+encode settings, mteb version), a hash of mteb's file and the per-item scores. An interrupted job
+started again reuses every task whose key and file still match and computes only the rest.
 
 Outputs (verb ``tempscale-evaluate``):
 
@@ -18,15 +23,23 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tsdcls.common.config import ConfigError
+from tsdcls.common.config import ConfigError, config_hash
+from tsdcls.common.io import write_text
 from tsdcls.tempscale.ablation import Variant, job_variant, model_slugs
 
 logger = logging.getLogger(__name__)
 
 ITEM_METRIC = {"STS": "cosine_similarity"}  # task type -> per-item metric when it differs from main
+RESUME_DIR = "tsdcls-resume"
+# local task -> its section of 'tempscale.tasks' (the settings its data and scores depend on)
+TASK_SECTIONS = {
+    "TsdclsPasskeyRetrieval": "passkey", "TsdclsNeedleRetrieval": "needle", "TsdclsWikiLongDocRetrieval": "longdoc",
+    "TsdclsLeeSTS": "lee_sts", "TsdclsPolarityClassification": "polarity", "TsdclsNewsgroupsClustering": "newsgroups",
+}  # fmt: skip
 
 
 def variant_revision(model: str, variant: Variant, settings: Mapping[str, Any]) -> str:
@@ -111,10 +124,101 @@ def _length_of(split: str) -> float:
     return float(tail) if prefix and tail.isdigit() else math.nan
 
 
+@dataclass
+class TaskOutcome:
+    """One finished task: mteb's TaskResult and the per-item scores the paired tests need."""
+
+    result: Any
+    per_item: dict[tuple[str, str], dict[str, dict[Any, float]]]
+    gold: dict[tuple[str, str], dict[Any, float]]
+
+
+def task_key(task: Any, meta: Any, tasks_cfg: Mapping[str, Any], encode_kwargs: Mapping[str, Any]) -> str:
+    """What a finished task's scores depend on; a stored result is reused only under the same key."""
+    import mteb
+
+    name = task.metadata.name
+    section = TASK_SECTIONS.get(name)
+    return config_hash({
+        "task": name, "dataset": dict(task.metadata.dataset), "splits": list(task.eval_splits),
+        "subsets": list(task.hf_subsets or []), "settings": tasks_cfg.get(section) if section else "hub",
+        "model": meta.name, "revision": meta.revision, "encode": dict(encode_kwargs), "mteb": mteb.__version__,
+    })
+
+
+class TaskResume:
+    """Finished tasks of one (model, variant) in the job's cache folder."""
+
+    def __init__(self, cache: Any, meta: Any) -> None:
+        self.cache, self.meta = cache, meta
+
+    def result_path(self, task_name: str) -> Path:
+        return Path(self.cache.get_task_result_path(task_name, self.meta))
+
+    def record_path(self, task_name: str) -> Path:
+        folder = Path(self.cache.cache_path) / RESUME_DIR / self.meta.model_name_as_path() / str(self.meta.revision)
+        return folder / f"resume-{task_name}.json"
+
+    def load(self, task_name: str, key: str) -> TaskOutcome | None:
+        """The stored outcome when its key and mteb's file match; None: compute the task."""
+        from mteb.results import TaskResult
+
+        record_path, result_path = self.record_path(task_name), self.result_path(task_name)
+        if not record_path.is_file() or not result_path.is_file():
+            return None
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            if record.get("key") != key or record.get("result_sha256") != _sha256(result_path):
+                return None
+            return TaskOutcome(TaskResult.from_disk(result_path), _unpack_per_item(record["per_item"]),
+                               _unpack_gold(record["gold"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged record: compute the task again
+            logger.warning("not reusing %s (%s): the task is computed again", record_path, err)
+            return None
+
+    def save(self, task_name: str, key: str, outcome: TaskOutcome) -> None:
+        """Record a task as finished (after mteb wrote its result file)."""
+        record = {"key": key, "result_sha256": _sha256(self.result_path(task_name)),
+                  "per_item": _pack_per_item(outcome.per_item), "gold": _pack_gold(outcome.gold)}
+        write_text(self.record_path(task_name), json.dumps(record))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pairs(mapping: Mapping[Any, Any]) -> list[list[Any]]:
+    """A dict as [key, value] pairs: JSON keeps int item ids as ints (dict keys become strings)."""
+    return [[key, value] for key, value in mapping.items()]
+
+
+def _dict(pairs: list[list[Any]]) -> dict[Any, Any]:
+    return {tuple(key) if isinstance(key, list) else key: value for key, value in pairs}
+
+
+def _pack_per_item(per_item: Mapping[tuple[str, str], Mapping[str, Mapping[Any, float]]]) -> list[Any]:
+    return [[split, subset, [[m, _pairs(v)] for m, v in metrics.items()]] for (split, subset), metrics in per_item.items()]
+
+
+def _unpack_per_item(rows: list[Any]) -> dict[tuple[str, str], dict[str, dict[Any, float]]]:
+    return {(split, subset): {m: _dict(v) for m, v in metrics} for split, subset, metrics in rows}
+
+
+def _pack_gold(gold: Mapping[tuple[str, str], Mapping[Any, float]]) -> list[Any]:
+    return [[split, subset, _pairs(values)] for (split, subset), values in gold.items()]
+
+
+def _unpack_gold(rows: list[Any]) -> dict[tuple[str, str], dict[Any, float]]:
+    return {(split, subset): _dict(values) for split, subset, values in rows}
+
+
 def evaluate_variant(
     model_name: str, variant: Variant, config: Mapping[str, Any], seed: int, device: str, cache_dir: Path, allow_network: bool
 ) -> tuple[Any, Any]:
-    """Evaluate one variant on every configured task; returns (scores, per_item) DataFrames."""
+    """Evaluate one variant on every configured task; returns (scores, per_item) DataFrames.
+
+    Tasks finished by an earlier (interrupted) run of the same job are reused, see module doc.
+    """
     import mteb
     import pandas as pd
 
@@ -123,55 +227,70 @@ def evaluate_variant(
     model, name, settings = load_variant(model_name, variant, config, device)
     tasks_cfg = config["tasks"]
     tasks = build_tasks(tasks_cfg, token_counter(model), settings["max_seq_length"], seed, allow_network)
-    for task in tasks:
-        _capture_hub_per_query(task)
     revision = variant_revision(model_name, variant, {**settings, "seed": seed})
     wrapper = mteb_wrapper(model, name, revision)
-    result = mteb.evaluate(
-        wrapper,
-        tasks,
-        cache=mteb.ResultCache(cache_path=cache_dir),
-        overwrite_strategy="always",
-        encode_kwargs={"batch_size": int(tasks_cfg["batch_size"]), "show_progress_bar": False},
-        co2_tracker=False,
-        show_progress_bar=True,
-        raise_error=True,
-    )
-    by_name = {task.metadata.name: task for task in tasks}
+    cache = mteb.ResultCache(cache_path=cache_dir)
+    resume = TaskResume(cache, wrapper.mteb_model_meta)
+    encode_kwargs = {"batch_size": int(tasks_cfg["batch_size"]), "show_progress_bar": False}
     common = {
         "model": model_name, "variant": variant.slug, "tau": variant.tau, "layers": variant.layers,
         "tau_mode": variant.mode, "mteb_model_name": name, "mteb_model_revision": revision,
     }  # fmt: skip
-    score_rows, item_rows = [], []
-    for task_result in result.task_results:
-        task = by_name[task_result.task_name]
-        main = task.metadata.main_score
-        task_type = task.metadata.type
-        item_metric = ITEM_METRIC.get(task_type, main)
-        for split, subsets in task_result.scores.items():
-            for entry in subsets:
-                subset = entry["hf_subset"]
-                score_rows.append(
-                    {
-                        **common,
-                        "task": task_result.task_name, "task_type": task_type, "split": split,
-                        "length": _length_of(split), "subset": subset, "metric": main,
-                        "score": float(entry["main_score"]), "item_metric": item_metric,
-                        "revision": task.metadata.dataset["revision"],
-                        "evaluation_time_s": task_result.evaluation_time,
-                    }  # fmt: skip
-                )
-                per_metric = getattr(task, "per_item", {}).get((split, subset), {})
-                gold = getattr(task, "gold", {}).get((split, subset), {})
-                for metric, values in per_metric.items():
-                    for item, value in values.items():
-                        item_rows.append(
-                            {**common, "task": task_result.task_name, "split": split, "subset": subset,
-                             "metric": metric, "item": item, "value": value, "gold": gold.get(item, math.nan)}
-                        )  # fmt: skip
+    score_rows: list[dict[str, Any]] = []
+    item_rows: list[dict[str, Any]] = []
+    for task in tasks:
+        key = task_key(task, wrapper.mteb_model_meta, tasks_cfg, encode_kwargs)
+        outcome = resume.load(task.metadata.name, key)
+        if outcome is None:
+            outcome = _run_task(wrapper, task, cache, encode_kwargs)
+            resume.save(task.metadata.name, key, outcome)
+        else:
+            logger.info("reusing finished task %s (%s)", task.metadata.name, resume.result_path(task.metadata.name))
+        _task_rows(task, outcome, common, score_rows, item_rows)
+    return pd.DataFrame(score_rows), pd.DataFrame(item_rows)
+
+
+def _run_task(wrapper: Any, task: Any, cache: Any, encode_kwargs: Mapping[str, Any]) -> TaskOutcome:
+    """One task through the real ``mteb.evaluate`` (result file written by mteb's cache)."""
+    import mteb
+
+    _capture_hub_per_query(task)
+    result = mteb.evaluate(
+        wrapper, [task], cache=cache, overwrite_strategy="always", encode_kwargs=dict(encode_kwargs),
+        co2_tracker=False, show_progress_bar=True, raise_error=True,
+    )
     if result.exceptions:
         raise RuntimeError(f"mteb reported task errors: {result.exceptions}")
-    return pd.DataFrame(score_rows), pd.DataFrame(item_rows)
+    return TaskOutcome(result.task_results[0], dict(getattr(task, "per_item", {})), dict(getattr(task, "gold", {})))
+
+
+def _task_rows(task: Any, outcome: TaskOutcome, common: Mapping[str, Any], score_rows: list[dict[str, Any]],
+               item_rows: list[dict[str, Any]]) -> None:
+    """Rows of scores.csv (task x split x subset) and per_item.csv (one per item and metric)."""
+    task_result = outcome.result
+    main = task.metadata.main_score
+    task_type = task.metadata.type
+    item_metric = ITEM_METRIC.get(task_type, main)
+    for split, subsets in task_result.scores.items():
+        for entry in subsets:
+            subset = entry["hf_subset"]
+            score_rows.append(
+                {
+                    **common,
+                    "task": task_result.task_name, "task_type": task_type, "split": split,
+                    "length": _length_of(split), "subset": subset, "metric": main,
+                    "score": float(entry["main_score"]), "item_metric": item_metric,
+                    "revision": task.metadata.dataset["revision"],
+                    "evaluation_time_s": task_result.evaluation_time,
+                }  # fmt: skip
+            )
+            gold = outcome.gold.get((split, subset), {})
+            for metric, values in outcome.per_item.get((split, subset), {}).items():
+                for item, value in values.items():
+                    item_rows.append(
+                        {**common, "task": task_result.task_name, "split": split, "subset": subset,
+                         "metric": metric, "item": item, "value": value, "gold": gold.get(item, math.nan)}
+                    )  # fmt: skip
 
 
 def run_evaluation(job: Any) -> None:
