@@ -7,6 +7,7 @@ answer is known in closed form; no model is loaded here.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from tsdcls.common.lowpass import attention_from_logits, high_frequency_gain
 from tsdcls.theory.real_attention import RealSettings, sink_free, top_key_share, typical_gain
 from tsdcls.theory.real_summary import QUANTITIES, fit_alpha, restoring_tau, summarize
 
-DEFAULTS = yaml.safe_load(open("config.yaml"))["theory"]["real_attention"]
+DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())["theory"]["real_attention"]
 
 
 def _settings(**changes: object) -> RealSettings:
