@@ -15,10 +15,12 @@ import yaml
 from tsdcls.common.io import read_csv, read_provenance
 from tsdcls.tempscale.collapse import (
     LengthBin,
+    control_embeddings,
     effective_rank,
     encode_pretokenized,
     mean_centroid_cosine,
     mean_pairwise_cosine,
+    pairwise_cosine_replicates,
     pretokenize,
     window_texts,
 )
@@ -49,6 +51,17 @@ def test_similarity_statistics_on_known_geometry():
     assert effective_rank(orthonormal) == pytest.approx(6.0)
     antipodal = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     assert mean_pairwise_cosine(antipodal) == pytest.approx(-1.0)
+
+
+def test_pairwise_cosine_replicates_leave_out_copies_of_one_text():
+    emb = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
+    index = np.array([[0, 1, 2, 3, 4], [0, 0, 3, 3, 4], [2, 2, 2, 2, 2]])
+    reps = pairwise_cosine_replicates(emb, index)
+    assert reps[0] == pytest.approx(mean_pairwise_cosine(emb), rel=1e-12)
+    unit = torch.nn.functional.normalize(emb.double(), dim=-1)
+    pairs = [float(unit[a] @ unit[b]) for i, a in enumerate(index[1]) for j, b in enumerate(index[1]) if i != j and a != b]
+    assert reps[1] == pytest.approx(np.mean(pairs), rel=1e-12)
+    assert math.isnan(reps[2]), "a resample of one text has no pair"
 
 
 # --- texts and pre-tokenised encoding (real MiniLM, real corpora) --------------------------
@@ -88,6 +101,19 @@ def test_pretokenized_encoding_equals_encode(minilm):
     assert torch.equal(encode_pretokenized(minilm, pre), encode_pretokenized(minilm, pre)), "batches reusable"
 
 
+def test_control_embeddings_pool_the_embedding_layer_and_the_token_table(minilm):
+    texts = ["one short line", "a somewhat longer sentence about attention " * 6]
+    pre = pretokenize(minilm, texts, batch_size=2)  # one padded batch: padding must not count
+    controls = control_embeddings(minilm, pre)
+    hf = minilm[0].auto_model
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            ids = minilm.tokenizer(text, return_tensors="pt")["input_ids"]
+            assert torch.allclose(controls["static_tokens"][i], hf.embeddings.word_embeddings(ids)[0].mean(0), atol=1e-6)
+            assert torch.allclose(controls["embedding_layer"][i], hf.embeddings(input_ids=ids)[0].mean(0), atol=1e-5)
+    assert not torch.allclose(controls["static_tokens"], controls["embedding_layer"], atol=1e-3)
+
+
 # --- the smoke run --------------------------------------------------------------------------
 
 
@@ -113,6 +139,17 @@ def test_smoke_collapse_outputs(smoke_run):
     for _, row in texts.iterrows():
         lo, hi = (int(x) for x in row["bin"].split("-"))
         assert lo <= row["n_tokens"] < hi
+    # bootstrap CIs over texts bracket the estimate; tau = 1 is its own reference (change 0)
+    assert (sim["mean_pairwise_cosine_ci_low"] <= sim["mean_pairwise_cosine"] + 1e-12).all()
+    assert (sim["mean_pairwise_cosine"] <= sim["mean_pairwise_cosine_ci_high"] + 1e-12).all()
+    assert (sim.loc[sim["tau"] == 1.0, "cosine_change_vs_tau1"] == 0).all()
+    # attention-free controls beside the encoder, ratio encoder / control per bin
+    controls = read_csv(folder / "collapse_controls.csv")
+    assert set(controls["pooling"]) == {"encoder", "embedding_layer", "static_tokens"}
+    encoder = sim[sim["tau"] == 1.0].set_index(["kind", "bin"])["mean_pairwise_cosine"]
+    for _, row in controls.iterrows():
+        assert row["collapse_ratio"] == pytest.approx(encoder.loc[(row["kind"], row["bin"])] / row["mean_pairwise_cosine"])
+        assert row["collapse_ratio_ci_low"] <= row["collapse_ratio"] + 1e-9 <= row["collapse_ratio_ci_high"] + 2e-9
     # sigma_a: every layer of MiniLM, every tau, finite and non-negative
     assert sorted(set(att["layer"])) == list(range(6))
     assert sorted(set(att["tau"])) == expected_taus

@@ -238,6 +238,32 @@ def test_length_adaptive_tau_is_per_example(minilm):
         assert torch.allclose(batched[TEXTS.index(text)], expected[0], atol=TOL, rtol=0)
 
 
+def test_adaptive_patch_lists_only_its_layers(minilm):
+    handle = apply_length_adaptive_tempscale(minilm, n_ref=8, layers="last_half")
+    try:
+        assert handle.patched_layers == [3, 4, 5]
+    finally:
+        handle.remove()
+    handle = apply_length_adaptive_tempscale(minilm, n_ref=8)
+    handle.remove()
+    assert handle.patched_layers == [0, 1, 2, 3, 4, 5]
+
+
+def test_numpy_scalar_tau_is_accepted(minilm):
+    import numpy as np
+
+    plain = apply_tempscale(minilm, 0.75, layers="first_half")
+    expected = _encode(minilm)
+    handle = apply_tempscale(minilm, np.float32(0.75), layers="first_half")
+    try:
+        assert handle.taus == plain.taus and handle.patched_layers == [0, 1, 2]
+        assert torch.equal(_encode(minilm), expected)
+    finally:
+        handle.remove()
+    assert variant_name("minilm", np.float32(0.75)) == variant_name("minilm", 0.75)
+    assert variant_name("minilm", np.float64(1.0)) == variant_name("minilm", 1.0)
+
+
 def test_variant_names_separate_mteb_results(minilm):
     names = {variant_name("minilm", t) for t in (1.0, 0.9, 0.8)}
     names |= {variant_name("minilm", 0.9, "first_half"), variant_name("minilm", {0: 0.9})}

@@ -10,6 +10,7 @@ over heads and texts. Texts are tokenised once; each tau only reruns the model.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from tsdcls.common.io import write_csv, write_json
 from tsdcls.common.job import Job
 from tsdcls.common.lowpass import high_frequency_gain
 from tsdcls.common.seeding import derive_seed
+from tsdcls.common.stats import bootstrap_indices, percentile_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,43 @@ def encode_pretokenized(model: Any, pre: Pretokenized, device: str = "cpu", prog
     return embeddings
 
 
+CONTROLS = ("embedding_layer", "static_tokens")  # attention-free poolings of the same tokens
+
+
+@torch.no_grad()
+def control_embeddings(model: Any, pre: Pretokenized, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Attention-free embeddings of the same token sequences (input order, float32 on CPU).
+
+    ``embedding_layer``: mask-weighted mean of the encoder's embedding-layer output (token +
+    position (+ type) embeddings after its LayerNorm), the input of the first attention layer.
+    ``static_tokens``: mask-weighted mean of the input embedding matrix rows of the tokens.
+    If collapse grows with length here too, averaging alone produces it (no attention).
+    """
+    hf_model = model[0].auto_model
+    table = hf_model.get_input_embeddings()
+    embed = getattr(hf_model, "embeddings", None)
+    takes_types = embed is not None and "token_type_ids" in inspect.signature(embed.forward).parameters
+    pooled: dict[str, list[torch.Tensor]] = {name: [] for name in CONTROLS}
+    for features in pre.batches:
+        ids = features["input_ids"].to(device)
+        mask = features["attention_mask"].to(device).unsqueeze(-1).float()
+        if embed is None:  # T5-style encoders: no position embeddings, the table is the layer
+            layer_out = table(ids)
+        elif takes_types and "token_type_ids" in features:
+            layer_out = embed(input_ids=ids, token_type_ids=features["token_type_ids"].to(device))
+        else:
+            layer_out = embed(input_ids=ids)
+        for name, tokens in (("embedding_layer", layer_out), ("static_tokens", table(ids))):
+            pooled[name].append(((tokens.float() * mask).sum(dim=1) / mask.sum(dim=1)).cpu())
+    order = torch.tensor(pre.order)
+    result = {}
+    for name, chunks in pooled.items():
+        sorted_embeddings = torch.cat(chunks)
+        result[name] = torch.empty_like(sorted_embeddings)
+        result[name][order] = sorted_embeddings
+    return result
+
+
 # --- similarity statistics ------------------------------------------------------------------
 
 
@@ -110,6 +149,23 @@ def mean_pairwise_cosine(embeddings: torch.Tensor) -> float:
         return math.nan
     gram = unit @ unit.T
     return float((gram.sum() - gram.diagonal().sum()) / (n * (n - 1)))
+
+
+def pairwise_cosine_replicates(embeddings: torch.Tensor, index: np.ndarray) -> np.ndarray:
+    """Mean pairwise cosine of every bootstrap resample of the texts (one row of ``index`` each).
+
+    Pairs of two copies of the same text are left out (their cosine is 1 by construction): with
+    c the per-text counts of a resample, the sum over distinct-text pairs is c^T G c - sum c_i^2,
+    over (sum c)^2 - sum c_i^2 ordered pairs.
+    """
+    unit = torch.nn.functional.normalize(embeddings.double(), dim=-1)
+    gram = (unit @ unit.T).numpy()
+    counts = np.stack([np.bincount(row, minlength=gram.shape[0]) for row in index]).astype(np.float64)
+    squares = counts * counts
+    numerator = ((counts @ gram) * counts).sum(axis=1) - squares @ np.diag(gram)
+    denominator = counts.sum(axis=1) ** 2 - squares.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / denominator, np.nan)
 
 
 def mean_centroid_cosine(embeddings: torch.Tensor) -> float:
@@ -216,27 +272,77 @@ def natural_texts(tokenizer: Any, bins: Sequence[LengthBin], per_bin: int, seed:
 # --- the analysis ---------------------------------------------------------------------------
 
 
-def similarity_rows(model_name: str, tau: float, texts: Sequence[CollapseText], embeddings: torch.Tensor) -> list[dict[str, Any]]:
-    """One row per (kind, bin): how collapsed the bin's embeddings are."""
-    rows = []
+def text_groups(texts: Sequence[CollapseText]) -> dict[tuple[str, str], list[int]]:
+    """(kind, bin) -> indices of its texts, for every group of >= 2 texts."""
     groups: dict[tuple[str, str], list[int]] = {}
     for index, item in enumerate(texts):
         groups.setdefault((item.kind, item.bin), []).append(index)
-    for (kind, label), members in groups.items():
-        if len(members) < 2:
-            continue
+    return {key: members for key, members in groups.items() if len(members) >= 2}
+
+
+def bootstrap_plan(texts: Sequence[CollapseText], draws: int, seed: int) -> dict[tuple[str, str], np.ndarray]:
+    """One set of resampled text indices per (kind, bin), shared by every tau and pooling (paired)."""
+    return {
+        (kind, label): bootstrap_indices(len(members), draws, derive_seed(seed, "collapse-bootstrap", kind, label))
+        for (kind, label), members in text_groups(texts).items()
+    }
+
+
+def _ci(prefix: str, estimate: float, replicates: np.ndarray, level: float) -> dict[str, float]:
+    low, high = percentile_bounds(replicates, level)
+    return {prefix: estimate, f"{prefix}_ci_low": float(low), f"{prefix}_ci_high": float(high)}
+
+
+def similarity_rows(
+    model_name: str, tau: float, texts: Sequence[CollapseText], embeddings: torch.Tensor,
+    plan: dict[tuple[str, str], np.ndarray], level: float, reference: torch.Tensor | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (kind, bin): how collapsed the bin's embeddings are, with bootstrap CIs over
+    texts; ``reference`` (the tau = 1 embeddings) adds the paired change TempScale makes."""
+    rows = []
+    for (kind, label), members in text_groups(texts).items():
         emb = embeddings[members]
+        index = plan[(kind, label)]
         lo, hi = (int(x) for x in label.split("-"))
-        rows.append(
-            {
-                "model": model_name, "tau": tau, "kind": kind, "bin": label, "bin_lo": lo, "bin_hi": hi,
-                "n_texts": len(members),
-                "mean_tokens": float(np.mean([texts[i].n_tokens for i in members])),
-                "mean_pairwise_cosine": mean_pairwise_cosine(emb),
-                "mean_centroid_cosine": mean_centroid_cosine(emb),
-                "effective_rank": effective_rank(emb),
-            }
-        )
+        cosine, replicates = mean_pairwise_cosine(emb), pairwise_cosine_replicates(emb, index)
+        row = {
+            "model": model_name, "tau": tau, "kind": kind, "bin": label, "bin_lo": lo, "bin_hi": hi,
+            "n_texts": len(members),
+            "mean_tokens": float(np.mean([texts[i].n_tokens for i in members])),
+            **_ci("mean_pairwise_cosine", cosine, replicates, level),
+            "mean_centroid_cosine": mean_centroid_cosine(emb),
+            "effective_rank": effective_rank(emb),
+        }
+        if reference is not None:
+            base = reference[members]
+            change = replicates - pairwise_cosine_replicates(base, index)
+            row.update(_ci("cosine_change_vs_tau1", cosine - mean_pairwise_cosine(base), change, level))
+        rows.append(row)
+    return rows
+
+
+def control_rows(
+    model_name: str, texts: Sequence[CollapseText], encoder: torch.Tensor, controls: dict[str, torch.Tensor],
+    plan: dict[tuple[str, str], np.ndarray], level: float,
+) -> list[dict[str, Any]]:
+    """Per (kind, bin, pooling): mean pairwise cosine with its CI, and the collapse ratio
+    encoder / pooling (tau = 1) with a paired CI (the same resampled texts for both)."""
+    rows = []
+    for (kind, label), members in text_groups(texts).items():
+        index = plan[(kind, label)]
+        encoder_cosine = mean_pairwise_cosine(encoder[members])
+        encoder_reps = pairwise_cosine_replicates(encoder[members], index)
+        lo, hi = (int(x) for x in label.split("-"))
+        for pooling, emb in {"encoder": encoder, **controls}.items():
+            cosine, replicates = mean_pairwise_cosine(emb[members]), pairwise_cosine_replicates(emb[members], index)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio_reps = encoder_reps / replicates
+            rows.append({
+                "model": model_name, "kind": kind, "bin": label, "bin_lo": lo, "bin_hi": hi, "pooling": pooling,
+                "n_texts": len(members), "mean_tokens": float(np.mean([texts[i].n_tokens for i in members])),
+                **_ci("mean_pairwise_cosine", cosine, replicates, level),
+                **_ci("collapse_ratio", encoder_cosine / cosine if cosine else math.nan, ratio_reps, level),
+            })
     return rows
 
 
@@ -253,8 +359,8 @@ def attention_gains(hf_model: Any, tokenizer: Any, texts: Sequence[str], max_len
     return np.asarray(gains, dtype=float)
 
 
-def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], seed: int, device: str) -> tuple[list[dict], list[dict], list[dict]]:
-    """Similarity rows, attention rows and text rows for one encoder."""
+def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], seed: int, device: str) -> dict[str, list[dict]]:
+    """Similarity, attention, control and text rows for one encoder (taus: 1.0 first)."""
     from sentence_transformers import SentenceTransformer
 
     from tsdcls.tempscale.patch import (
@@ -284,12 +390,18 @@ def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], s
     windows = [t for t in texts if t.kind == "window"]
     attention_sets = {b.label: [t for t in windows if t.bin == b.label][:k] for b in bins}
 
-    similarity, attention = [], []
+    plan = bootstrap_plan(texts, int(cfg["bootstrap_draws"]), seed)
+    level = float(cfg["ci_level"])
+    similarity, attention, controls = [], [], []
+    reference = None
     for tau in tqdm(taus, desc=f"collapse {model_name}", leave=False):
         apply_tempscale(probe, tau)
         embeddings = encode_pretokenized(probe, pre, device=device)
         remove_tempscale(probe)
-        similarity += similarity_rows(model_name, tau, texts, embeddings)
+        if tau == 1.0:
+            reference = embeddings
+            controls = control_rows(model_name, texts, embeddings, control_embeddings(probe, pre, device), plan, level)
+        similarity += similarity_rows(model_name, tau, texts, embeddings, plan, level, reference)
         if k == 0:
             continue
         apply_tempscale(eager, tau)
@@ -306,7 +418,7 @@ def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], s
                 })
         remove_tempscale(eager)
     text_rows = [{"model": model_name, **{k2: v for k2, v in asdict(t).items() if k2 != "text"}, "preview": t.text[:60]} for t in texts]
-    return similarity, attention, text_rows
+    return {"similarity": similarity, "attention": attention, "controls": controls, "texts": text_rows}
 
 
 def _path(model_name: str) -> str:
@@ -342,7 +454,8 @@ def collapse_checks(similarity: Any) -> dict[str, Any]:
 
 
 def run_collapse(job: Job) -> None:
-    """Verb tempscale-collapse: CSVs of similarity per bin and sigma_a per layer, and checks."""
+    """Verb tempscale-collapse: CSVs of similarity per bin (with CIs), attention-free controls,
+    sigma_a per layer, texts, and the (never enforced) checks."""
     import pandas as pd
 
     cfg = dict(require(job.config, "collapse"))
@@ -350,16 +463,18 @@ def run_collapse(job: Job) -> None:
     taus = sorted({1.0, *(float(t) for t in require(job.config, "taus"))}, reverse=True)
     if any(t <= 0 for t in taus):
         raise ConfigError(f"config key 'tempscale.taus': temperatures must be positive, got {taus}")
-    similarity, attention, texts = [], [], []
+    if not 0 < float(cfg["ci_level"]) < 1:
+        raise ConfigError(f"config key 'tempscale.collapse.ci_level' must lie in (0, 1), got {cfg['ci_level']}")
+    tables: dict[str, list[dict]] = {"similarity": [], "attention": [], "controls": [], "texts": []}
     for model_name in models:
-        sim, att, txt = analyse_model(model_name, cfg, taus, job.seed, job.device)
-        similarity += sim
-        attention += att
-        texts += txt
-    sim_frame, att_frame = pd.DataFrame(similarity), pd.DataFrame(attention)
-    text_frame = pd.DataFrame(texts)
-    prov = job.prov(scale=job.config.get("scale", "unknown"), max_seq_length=cfg["max_seq_length"], taus=taus, models=models)
-    write_csv(job.output("similarity"), sim_frame, prov)
-    write_csv(job.output("attention"), att_frame, prov)
-    write_csv(job.output("texts"), text_frame, prov)
-    write_json(job.output("checks"), {"checks": collapse_checks(sim_frame), "taus": taus, "models": models}, prov)
+        for name, rows in analyse_model(model_name, cfg, taus, job.seed, job.device).items():
+            tables[name] += rows
+    frames = {name: pd.DataFrame(rows) for name, rows in tables.items()}
+    prov = job.prov(scale=job.config.get("scale", "unknown"), max_seq_length=cfg["max_seq_length"], taus=taus, models=models,
+                    bootstrap_draws=cfg["bootstrap_draws"], ci_level=cfg["ci_level"])
+    for name, frame in frames.items():
+        if name in job.outputs:
+            write_csv(job.output(name), frame, prov)
+        else:
+            logger.warning("rule gave no output '%s': those rows are not written", name)
+    write_json(job.output("checks"), {"checks": collapse_checks(frames["similarity"]), "taus": taus, "models": models}, prov)

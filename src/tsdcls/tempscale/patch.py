@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,8 +97,8 @@ class TempScaleHandle:
 
     @property
     def patched_layers(self) -> list[int]:
-        """Layers whose attention was changed (tau != 1, or every selected layer when adaptive)."""
-        return sorted(i for i, tau in self.taus.items() if tau != 1.0 or self.adaptive is not None)
+        """Layers whose attention was changed: tau != 1 (NaN, i.e. per-row tau, for adaptive layers)."""
+        return sorted(i for i, tau in self.taus.items() if tau != 1.0)
 
     @property
     def last_row_taus(self) -> list[float]:
@@ -187,6 +188,11 @@ def _attention_layers(hf_model: nn.Module) -> list[tuple[nn.Module, _Layout]]:
 # --- resolving which layers get which tau ---------------------------------------------------
 
 
+def _is_scalar(tau: object) -> bool:
+    """One tau for all chosen layers: any real number (numpy.float32 included), not a bool."""
+    return isinstance(tau, numbers.Real) and not isinstance(tau, bool)
+
+
 def resolve_layers(layers: LayerSpec, n_layers: int) -> list[int]:
     """'all' | 'first_half' ([0, n//2)) | 'last_half' ([n//2, n)) | explicit indices (negatives ok)."""
     if isinstance(layers, str):
@@ -220,7 +226,7 @@ def resolve_taus(tau: TauSpec, layers: LayerSpec, n_layers: int) -> dict[int, fl
             raise ValueError("give either a layer -> tau mapping or layers=, not both")
         for index, value in tau.items():
             taus[resolve_layers([int(index)], n_layers)[0]] = float(value)
-    elif isinstance(tau, int | float):
+    elif _is_scalar(tau):
         for index in chosen:
             taus[index] = float(tau)
     else:
@@ -497,7 +503,7 @@ def _layers_label(layers: LayerSpec) -> str:
 def _tau_label(tau: TauSpec) -> str:
     if isinstance(tau, Mapping):
         return "tau" + "_".join(f"{int(k)}:{float(v):g}" for k, v in sorted(tau.items()))
-    if isinstance(tau, int | float):
+    if _is_scalar(tau):
         return f"tau{float(tau):g}"
     return "tau" + "_".join(f"{float(v):g}" for v in tau)
 
@@ -507,7 +513,7 @@ def variant_name(base_name: str, tau: TauSpec = 1.0, layers: LayerSpec = "all") 
     -tempscale-tau0.9-all', so mteb results of different tau (or layers) never share a folder.
     tau = 1 returns the plain model name (the unpatched baseline)."""
     base = canonical_model_name(base_name)
-    if isinstance(tau, int | float) and float(tau) == 1.0:
+    if _is_scalar(tau) and float(tau) == 1.0:
         return base
     return f"{base}-tempscale-{_tau_label(tau)}-{_layers_label(layers)}"
 
@@ -554,7 +560,7 @@ def load_encoder(
     model.model_card_data.model_name = variant_name(name, tau, layers)
     model.tempscale = {
         "base": canonical_model_name(name),
-        "tau": tau if isinstance(tau, int | float) else list(tau.items()) if isinstance(tau, Mapping) else list(tau),
+        "tau": float(tau) if _is_scalar(tau) else list(tau.items()) if isinstance(tau, Mapping) else list(tau),
         "layers": layers if isinstance(layers, str) else list(layers),
         "taus": dict(handle.taus),
     }
