@@ -284,7 +284,8 @@ def claims_inputs(wildcards) -> dict[str, str]:
     if enabled("theory"):
         inputs.update(theory_checks=rules.theory_checks.output.checks, real_gain=rules.theory_real_attention.output.gains)
     if enabled("tempscale"):
-        inputs.update(collapse=rules.tempscale_collapse.output.similarity, ablation=rules.tempscale_ablation.output.ablation)
+        inputs.update(collapse=rules.tempscale_collapse.output.similarity, collapse_controls=rules.tempscale_collapse.output.controls,
+                      ablation=rules.tempscale_ablation.output.ablation)
         inputs.update({k: v for k, v in tempscale_eval_inputs(wildcards).items() if k.startswith("per_item_")})
     if enabled("dcls"):
         inputs["dcls_metrics"] = rules.dcls_ablation.output.metrics

@@ -12,6 +12,7 @@ rule tempscale_collapse:
         similarity="results/tempscale/collapse_similarity.csv",
         attention="results/tempscale/collapse_attention.csv",
         texts="results/tempscale/collapse_texts.csv",
+        controls="results/tempscale/collapse_controls.csv",
         checks="results/tempscale/collapse_checks.json",
     params:
         config=job_config("tempscale", "collapse", "models", "taus"),

@@ -30,6 +30,8 @@ rule theory_real_attention:
     output:
         gains="results/theory/real_attention_gain.csv",
         slopes="results/theory/real_attention_slopes.csv",
+        summary="results/theory/real_attention_summary.csv",
+        tau_law="results/theory/tau_law.csv",
         checks="results/theory/real_attention_checks.json",
     params:
         config=job_config("theory", "real_attention"),

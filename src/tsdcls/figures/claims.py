@@ -107,15 +107,20 @@ def _text_bootstrap(frame: pd.DataFrame, stat: Callable[[pd.DataFrame], float], 
 
 
 def sigma_length_slope(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.random.Generator) -> Estimate:
+    """Minus the log-log slope vs n of a gain column (sigma_a, sigma_a_nosink, typical_gain) at
+    tau = 1, mean over layers, bootstrap over texts."""
     gains = _need(data, "real_gain")
+    column = str(args.get("quantity", "sigma_a"))
+    if column not in gains.columns:
+        raise NotTested(f"real_attention_gain.csv has no column {column!r}")
     base = gains[gains["tau"] == 1.0]
 
     def minus_mean_slope(frame: pd.DataFrame) -> float:
-        slopes = [np.polyfit(np.log(g["n"]), np.log(g["sigma_a"]), 1)[0] for _, g in frame.groupby("layer")]
+        slopes = [np.polyfit(np.log(g["n"]), np.log(g[column]), 1)[0] for _, g in frame.groupby("layer")]
         return -float(np.mean(slopes))
 
     est = _text_bootstrap(base, minus_mean_slope, rng)
-    est.unit = "negated slope"
+    est.unit, est.note = "negated slope", column
     return est
 
 
@@ -144,29 +149,43 @@ def _collapse_bins(data: Mapping[str, Any], tau: float) -> pd.DataFrame:
 
 
 def _interval_difference(a: pd.Series, b: pd.Series) -> tuple[float, float, str]:
-    """CI of a - b from each side's own CI (conservative: the sides' intervals combined)."""
-    if {"ci_low", "ci_high"} <= set(a.index) and pd.notna(a["ci_low"]):
-        return (float(a["ci_low"] - b["ci_high"]), float(a["ci_high"] - b["ci_low"]),
-                "CI combined from each side's bootstrap CI (conservative)")
-    return -math.inf, math.inf, "no per-text CI in collapse_similarity.csv"
+    """CI of a - b for two independent groups of texts from each side's bootstrap CI
+    (conservative: the sides' intervals combined)."""
+    low, high = "mean_pairwise_cosine_ci_low", "mean_pairwise_cosine_ci_high"
+    if low in a.index and pd.notna(a[low]) and pd.notna(b[high]):
+        return float(a[low] - b[high]), float(a[high] - b[low]), "CI from both bins' bootstrap CIs (conservative)"
+    return -math.inf, math.inf, "no bootstrap CI in the collapse table"
 
 
 def collapse_length_trend(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.random.Generator) -> Estimate:
-    out = []
-    for _, rows in _collapse_bins(data, 1.0).groupby("model"):
-        last, first = rows.iloc[-1], rows.iloc[0]
-        low, high, note = _interval_difference(last, first)
-        out.append(Estimate(float(last["mean_pairwise_cosine"] - first["mean_pairwise_cosine"]), low, high,
-                            int(last["n_texts"] + first["n_texts"]), "cosine", f"{first['bin']} vs {last['bin']} tokens; {note}"))
-    return out[0]
+    """Longest minus shortest bin at tau = 1 (windows); ``pooling`` reads the attention-free
+    controls instead of the encoder."""
+    pooling = args.get("pooling")
+    if pooling:
+        frame = _need(data, "collapse_controls")
+        rows = frame[(frame["kind"] == "window") & (frame["pooling"] == pooling)].sort_values("bin_lo")
+        if rows.empty:
+            raise NotTested(f"no {pooling} rows in collapse_controls.csv")
+    else:
+        rows = _collapse_bins(data, 1.0)
+    first_model = rows["model"].iloc[0]
+    rows = rows[rows["model"] == first_model]
+    last, first = rows.iloc[-1], rows.iloc[0]
+    low, high, note = _interval_difference(last, first)
+    return Estimate(float(last["mean_pairwise_cosine"] - first["mean_pairwise_cosine"]), low, high,
+                    int(last["n_texts"] + first["n_texts"]), "cosine",
+                    f"{first_model} {pooling or 'encoder'}, {first['bin']} vs {last['bin']} tokens; {note}")
 
 
 def collapse_tau_reduction(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.random.Generator) -> Estimate:
+    """Minus the paired change of the longest bin's cosine vs tau = 1 (same texts)."""
     tau = _headline_tau(data)
-    base, scaled = _collapse_bins(data, 1.0).iloc[-1], _collapse_bins(data, tau).iloc[-1]
-    low, high, note = _interval_difference(base, scaled)
-    return Estimate(float(base["mean_pairwise_cosine"] - scaled["mean_pairwise_cosine"]), low, high,
-                    int(base["n_texts"]), "cosine", f"tau {tau:g}, bin {base['bin']}; {note}")
+    row = _collapse_bins(data, tau).iloc[-1]
+    if "cosine_change_vs_tau1" not in row.index:
+        raise NotTested("the collapse table has no paired change vs tau = 1")
+    return Estimate(-float(row["cosine_change_vs_tau1"]), -float(row["cosine_change_vs_tau1_ci_high"]),
+                    -float(row["cosine_change_vs_tau1_ci_low"]), int(row["n_texts"]), "cosine",
+                    f"{row['model']} tau {tau:g}, bin {row['bin']}, paired over texts")
 
 
 def _headline_tau(data: Mapping[str, Any]) -> float:
@@ -360,6 +379,7 @@ def run_claims(job: Any) -> None:
         "theory_checks": _read_optional(job, "theory_checks", read_json),
         "real_gain": _read_optional(job, "real_gain", read_csv),
         "collapse": _read_optional(job, "collapse", read_csv),
+        "collapse_controls": _read_optional(job, "collapse_controls", read_csv),
         "ablation": _read_optional(job, "ablation", read_csv),
         "per_item": pd.concat(items, ignore_index=True) if items else None,
         "dcls_metrics": _read_optional(job, "dcls_metrics", read_csv),
