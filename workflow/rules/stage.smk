@@ -12,7 +12,7 @@ import shlex
 
 # Every job reads hub models and datasets from this one cache (inherited through the environment).
 if config["resources"].get("hf_cache"):
-    os.environ["HF_HOME"] = os.path.abspath(config["resources"]["hf_cache"])
+    os.environ.update(HF_HOME=os.path.abspath(config["resources"]["hf_cache"]))
 
 STAGE_MANIFEST = "results/stage/hf_manifest.json"
 
