@@ -16,6 +16,7 @@ include: "workflow/rules/theory.smk"
 include: "workflow/rules/tempscale.smk"
 include: "workflow/rules/dcls.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/stage.smk"
 
 
 rule all:

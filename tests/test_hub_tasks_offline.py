@@ -1,4 +1,5 @@
-"""Hub tasks (LongEmbed, MTEB English) fail fast and clearly when the run is offline."""
+"""Hub tasks (LongEmbed, MTEB English) fail fast and clearly when the run is offline and their
+datasets are not in the Hugging Face cache (the cache-served path: test_hub_tasks_cache.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from tsdcls.tempscale.tasks.hub import LONGEMBED_TASKS, MTEB_ENGLISH, hub_tasks
 
 @pytest.mark.parametrize("task", [LONGEMBED_TASKS[0], "LEMBPasskeyRetrieval"])
 def test_hub_task_offline_raises_naming_allow_network_and_task(task: str) -> None:
+    import mteb  # noqa: F401  # the check reads mteb's task metadata: time it warm, not mteb's import
+
     start = time.perf_counter()
     with pytest.raises(ConfigError) as err:
         hub_tasks([task], [], allow_network=False)
@@ -41,9 +44,9 @@ def test_no_hub_tasks_is_not_an_error() -> None:
     assert hub_tasks([], [], allow_network=False) == []
 
 
-def test_cli_evaluation_with_hub_task_offline_fails_in_under_10_s(tmp_path) -> None:
-    """The real CLI verb: exit code USER_ERROR_EXIT (no retry), a config error naming allow_network and the task, in
-    < 10 s of CPU (no download attempt, no retry loop), and no output file written."""
+def test_cli_evaluation_with_hub_task_offline_fails_in_under_20_cpu_s(tmp_path) -> None:
+    """The real CLI verb: exit code USER_ERROR_EXIT (no retry), a config error naming allow_network
+    and the task, in < 20 s of CPU (no download attempt, no retry loop), and no output file written."""
     config = {
         "seed": 0,
         "scale": "smoke",
@@ -74,6 +77,8 @@ def test_cli_evaluation_with_hub_task_offline_fails_in_under_10_s(tmp_path) -> N
     assert "allow_network" in proc.stderr and "LEMBNarrativeQARetrieval" in proc.stderr
     # CPU seconds, not wall time: on an idle machine they are the wall time, on a shared one
     # the wall clock measures the neighbours (the timeout above still bounds any hang)
-    assert cpu < 10.0, f"took {cpu:.1f} CPU s ({elapsed:.1f} s wall)"
+    # 20 s: naming the missing dataset and revision reads mteb's task metadata (importing mteb,
+    # with torch and transformers, is ~10 CPU s here); a download attempt or retry loop is far more
+    assert cpu < 20.0, f"took {cpu:.1f} CPU s ({elapsed:.1f} s wall)"
     print(f"offline hub failure after {cpu:.1f} CPU s, {elapsed:.1f} s wall")
     assert not scores.exists()

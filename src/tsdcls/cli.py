@@ -38,6 +38,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "tempscale-collapse": ("tempscale", "tsdcls.tempscale.collapse:run_collapse"),
     "tempscale-evaluate": ("tempscale", "tsdcls.tempscale.evaluate:run_evaluation"),
     "tempscale-ablation": ("tempscale", "tsdcls.tempscale.ablation:run_aggregate"),
+    "hub-stage": ("tempscale", "tsdcls.tempscale.stage:run_stage"),
     "figure-tempscale-passkey-needle": ("figures", "tsdcls.figures.tempscale_tasks:run_passkey_needle_figure"),
     "figure-tempscale-tau-sweep": ("figures", "tsdcls.figures.tempscale_tasks:run_tau_sweep_figure"),
     "table-tempscale-ablation": ("figures", "tsdcls.figures.tempscale_tasks:run_ablation_table"),

@@ -4,6 +4,7 @@
 # The workflow parses with nothing but Snakemake installed: the few pure-Python helpers it needs
 # (variant lists, slugs) come from this checkout's src/, which every job also gets on PYTHONPATH,
 # so conda envs (which cannot install the package relative to their copied env file) still run it.
+import functools
 import json
 import os
 import shlex
@@ -318,3 +319,35 @@ def paper_compare_config(wildcards) -> str:
         for key in keys:
             copy_config_key(config[stage], runs[stage], key.split("."))
     return json.dumps({"scale": config["scale"], "runs": runs}, sort_keys=True)
+
+
+# --- staging the hub cache (workflow/rules/stage.smk) --------------------------------------
+# Every job reads hub models and datasets from this one cache (inherited through the environment).
+if config["resources"].get("hf_cache"):
+    os.environ.update(HF_HOME=os.path.abspath(config["resources"]["hf_cache"]))
+
+STAGE_MANIFEST = "results/stage/hf_manifest.json"
+
+
+@functools.lru_cache(maxsize=1)
+def stage_entries() -> tuple:
+    """(kind, repo_id, revision) of every pinned hub model and dataset (mteb is imported here only)."""
+    from tsdcls.tempscale.stage import hub_entries
+
+    if not enabled("tempscale"):
+        return ()
+    return tuple((e.kind, e.repo_id, e.revision) for e in hub_entries(config["tempscale"]))
+
+
+def stage_io(wildcards, input, output) -> str:
+    """job_io plus the entries and the cache root as --param values (all the job reads)."""
+    extra = {"entries": [list(e) for e in stage_entries()], "hf_cache": config["resources"].get("hf_cache", "")}
+    params = " ".join(f"--param {k}={shlex.quote(json.dumps(v))}" for k, v in extra.items())
+    return f"{job_io(wildcards, input, output)} {params}"
+
+
+def stage_listing(wildcards) -> str:
+    """One line per entry for the rule's message (what `snakemake -n stage` shows)."""
+    root = config["resources"].get("hf_cache") or "HF_HOME"
+    lines = [f"  {kind} {repo}@{revision}" for kind, repo, revision in stage_entries()]
+    return f"{root}: {len(lines)} hub entries\n" + "\n".join(lines)

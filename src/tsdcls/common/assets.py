@@ -94,15 +94,29 @@ def _model_root(folder: Path) -> Path:
     raise AssetMissingError(f"{folder}: no sentence-transformers model folder inside")
 
 
-def model_path(name: str) -> str:
-    """Resolve a config model name: 'minilm', 'mpnet', a local folder, or (online) a hub id."""
-    if name in {"minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}:
-        return str(minilm_path())
-    if name in {"mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"}:
-        return str(mpnet_path())
-    if Path(name).exists():
-        return str(Path(name))
-    return name
+OFFLINE_ALIASES = {
+    "minilm": minilm_path, "all-MiniLM-L6-v2": minilm_path, "sentence-transformers/all-MiniLM-L6-v2": minilm_path,
+    "mpnet": mpnet_path, "all-mpnet-base-v2": mpnet_path, "sentence-transformers/all-mpnet-base-v2": mpnet_path,
+}  # fmt: skip
+
+
+def model_path(name: str, revision: str | None = None, key: str = "tempscale.model_revisions") -> str:
+    """Resolve a config model name: an offline alias (minilm, mpnet), an existing folder, or a
+    hub id read from the Hugging Face cache at its pinned ``revision`` (see common/hub_cache.py)."""
+    from tsdcls.common import hub_cache
+
+    if name in OFFLINE_ALIASES:
+        return str(OFFLINE_ALIASES[name]())
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    if not hub_cache.is_hub_id(name):
+        raise AssetMissingError(
+            f"model '{name}' is no offline alias (minilm, mpnet), no existing folder and no hub id "
+            "(org/name); fix the model list in the config"
+        )
+    if not revision:
+        raise AssetMissingError(f"hub model '{name}' has no pinned revision: add it to config key '{key}'")
+    return str(hub_cache.snapshot(hub_cache.HubEntry("model", name, revision)))
 
 
 def gensim_test_data() -> Path:

@@ -58,7 +58,8 @@ def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], d
 
     fixed_tau = 1.0 if variant.mode == "adaptive" else variant.tau
     try:
-        model = patch.load_encoder(model_name, tau=fixed_tau, layers=variant.layers, device=device)
+        revision = patch.model_revision(config, model_name)
+        model = patch.load_encoder(model_name, tau=fixed_tau, layers=variant.layers, device=device, revision=revision)
     except patch.UnsupportedArchitectureError as err:
         raise ConfigError(f"config key 'tempscale.ablation.models': model '{model_name}' is unsupported: {err}") from err
     except (OSError, ValueError) as err:
@@ -307,7 +308,7 @@ def run_evaluation(job: Any) -> None:
     cache_dir = Path(job.params.get("mteb_cache", "results/tempscale/mteb"))
     allow_network = not is_offline()  # the CLI sets the hub's offline switches unless --allow-network
     hub = job.config["tasks"].get("hub", {})
-    check_hub_access([*hub.get("tasks", []), *hub.get("benchmarks", [])], allow_network)  # before any model load
+    check_hub_access(hub.get("tasks", []), allow_network, hub.get("benchmarks", []))  # before any model load
     scores, per_item = evaluate_variant(
         slugs[model_slug], variant, job.config, job.seed, job.device, cache_dir, allow_network
     )

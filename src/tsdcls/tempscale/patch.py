@@ -25,7 +25,6 @@ import functools
 import inspect
 import math
 import numbers
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -529,8 +528,13 @@ def load_encoder(
     layers: LayerSpec = "all",
     device: str = "cpu",
     max_seq_length: int | None = None,
+    revision: str | None = None,
 ) -> Any:
     """A SentenceTransformer for config model ``name`` with TempScale applied (tau = 1: plain).
+
+    ``name`` is an offline alias (minilm, mpnet), a local folder, or a hub id read from the
+    Hugging Face cache at ``revision`` (pinned in ``tempscale.model_revisions``; a missing
+    cache entry raises HubEntryMissingError naming the model, revision and `snakemake stage`).
 
     The variant is recorded in ``model.model_card_data.model_name`` (what mteb keys results on)
     and in ``model.tempscale`` (a dict: base, tau, layers, taus per layer).
@@ -538,17 +542,8 @@ def load_encoder(
     from sentence_transformers import SentenceTransformer
 
     from tsdcls.common.assets import model_path
-    from tsdcls.common.offline import is_offline
 
-    resolved = model_path(name)
-    looks_like_path = os.sep in name or name.startswith(".") or name.startswith("~")
-    if looks_like_path and not Path(resolved).exists():
-        raise FileNotFoundError(f"model folder '{name}' does not exist (config key 'tempscale.models')")
-    if not Path(resolved).exists() and is_offline():
-        raise FileNotFoundError(
-            f"model '{name}' is not an offline model (minilm, mpnet) nor an existing folder, and the "
-            "hub is off (allow_network: false); fix config key 'tempscale.models'"
-        )
+    resolved = model_path(name, revision)
     model = SentenceTransformer(resolved, device=device)
     if max_seq_length is not None:
         limit = position_limit(model)
@@ -565,6 +560,11 @@ def load_encoder(
         "taus": dict(handle.taus),
     }
     return model
+
+
+def model_revision(config: Mapping[str, Any], name: str) -> str | None:
+    """The pinned hub revision of model ``name`` (config key 'tempscale.model_revisions')."""
+    return (config.get("model_revisions") or {}).get(name)
 
 
 def position_limit(model: Any) -> int | None:

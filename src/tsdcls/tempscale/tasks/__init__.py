@@ -2,8 +2,9 @@
 
 ``build_tasks(config, count_tokens, max_length, seed)`` turns the ``tempscale.tasks`` config
 section into mteb task objects. Local tasks (``local.py``) are built from real data in installed
-packages; hub tasks (``hub.py``: LongEmbed, MTEB(eng, v2)) need ``allow_network: true`` and fail
-fast, before any hub call, when the run is offline.
+packages; hub tasks (``hub.py``: LongEmbed, MTEB(eng, v2)) are mteb's own classes reading their
+datasets from the Hugging Face cache (``resources.hf_cache``, filled by ``snakemake stage``); offline,
+a task whose dataset is not cached fails fast, before any model loads.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def build_local_tasks(
 def build_tasks(
     config: Mapping[str, Any], count_tokens: TokenCounter, max_length: int, seed: int, allow_network: bool
 ) -> list[Any]:
-    """Local tasks plus the configured hub tasks (which need the network)."""
+    """Local tasks plus the configured hub tasks (data from the cache; downloaded only online)."""
     from tsdcls.tempscale.tasks.hub import hub_tasks
 
     tasks = build_local_tasks(config, count_tokens, max_length, seed)
