@@ -8,12 +8,15 @@ import json
 from pathlib import Path
 
 import mteb
+import pytest
 import yaml
 
 from tests.conftest import PAPER_PRESET, copy_workflow, paper_data_overlay, run_snakemake
 from tests.hub_layout import DATASETS, model_files, write_repo
 from tsdcls.common.assets import minilm_path
 from tsdcls.tempscale.tasks.hub import dataset_entry
+
+pytestmark = pytest.mark.slow  # real snakemake end to end (make test-fast skips it)
 
 HUB_ID = "tsdcls-test/all-MiniLM-L6-v2-hub"
 REVISION = "0123456789abcdef0123456789abcdef01234567"

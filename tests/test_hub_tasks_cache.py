@@ -13,6 +13,8 @@ import mteb
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # real snakemake / mteb end to end (make test-fast skips it)
+
 from tests.hub_layout import DATASETS, model_files, write_repo
 from tsdcls.common.assets import minilm_path
 from tsdcls.common.config import USER_ERROR_EXIT
