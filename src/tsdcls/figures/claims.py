@@ -332,10 +332,13 @@ def markdown(frame: pd.DataFrame, scale: str) -> str:
              "Decision rules fixed in data/claims.yaml before the run; 95% CIs. Read embedded-scale "
              "verdicts as verdicts about this run's small models and data, not about the papers' setups.", "",
              "| Claim | Paper | Estimate | 95% CI | n | Rule | Verdict | Note |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|")
+
     for r in frame.itertuples():
         ci = f"[{num(r.ci_low)}, {num(r.ci_high)}]" if math.isfinite(r.ci_low) or math.isfinite(r.ci_high) else ""
-        lines.append(f"| {r.statement} | {r.paper} {r.section} | {estimate(r)} | {ci} | {r.n} "
-                     f"| {r.rule} | **{r.verdict}** | {r.note} |")
+        lines.append(f"| {cell(r.statement)} | {r.paper} {cell(r.section)} | {estimate(r)} | {ci} | {r.n} "
+                     f"| {r.rule} | **{r.verdict}** | {cell(r.note)} |")
     counts = frame["verdict"].value_counts()
     lines += ["", "Verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]
     return "\n".join(lines)
