@@ -13,12 +13,12 @@ import mteb
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow  # real snakemake / mteb end to end (make test-fast skips it)
-
 from tests.hub_layout import DATASETS, model_files, write_repo
 from tsdcls.common.assets import minilm_path
 from tsdcls.common.config import USER_ERROR_EXIT
 from tsdcls.tempscale.tasks.hub import LONGEMBED_TASKS, MTEB_ENGLISH, dataset_entry
+
+pytestmark = pytest.mark.slow  # real snakemake / mteb end to end (make test-fast skips it)
 
 HUB_ID = "tsdcls-test/all-MiniLM-L6-v2-hub"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
