@@ -4,7 +4,7 @@ cuDNN's depthwise kernels are slow for DCLS's 17x17 (and larger) kernels; the au
 to RepLKNet's implicit-GEMM CUDA kernel. This module is the Triton counterpart:
 
 * one kernel ``_dw_corr`` computes ``out[o] = sum_k inp[o + k - pad] w[k]`` (the forward) and,
-  with ``FLIP``, ``out[i] = sum_k inp[i - k + pad] w[k]`` (the input gradient, a correlation of
+  with ``SIGN=-1``, ``out[i] = sum_k inp[i - k + pad] w[k]`` (the input gradient, a correlation of
   the output gradient with the flipped kernel);
 * ``_dw_grad_w`` reduces ``dy * shifted x`` over batch and pixels per kernel cell into per-split
   partial sums (deterministic, no atomics), summed by torch;
@@ -81,7 +81,7 @@ def _dw_corr(
     s_in_n, s_in_c, s_in_h, s_in_w,
     s_out_n, s_out_c, s_out_h, s_out_w,
     KH, KW, OFF_H, OFF_W, SUP_OFF_H, SUP_OFF_W,
-    FLIP: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    SIGN: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     pid_p = tl.program_id(0)
     pid_c = tl.program_id(1)
@@ -99,16 +99,10 @@ def _dw_corr(
     base = inp + n * s_in_n + c[None, :].to(tl.int64) * s_in_c
     acc = tl.zeros([BLOCK_P, BLOCK_C], dtype=tl.float32)
     for kh in range(kh_lo, kh_hi):
-        if FLIP:
-            ih = oh - kh + OFF_H
-        else:
-            ih = oh + kh + OFF_H
+        ih = oh + SIGN * kh + OFF_H
         row_ok = p_ok & (ih >= 0) & (ih < IH)
         for kw in range(kw_lo, kw_hi):
-            if FLIP:
-                iw = ow - kw + OFF_W
-            else:
-                iw = ow + kw + OFF_W
+            iw = ow + SIGN * kw + OFF_W
             ok = row_ok & (iw >= 0) & (iw < IW)
             ptrs = base + ih[:, None].to(tl.int64) * s_in_h + iw[:, None].to(tl.int64) * s_in_w
             xv = tl.load(ptrs, mask=ok[:, None] & c_ok[None, :], other=0.0).to(tl.float32)
@@ -212,7 +206,7 @@ def _corr(inp: Tensor, w: Tensor, bias: Tensor | None, sup: Tensor, out_hw: tupl
         c, ih, iw, out_hw[0], out_hw[1],
         *inp.stride(), *out.stride(),
         kh, kw, offsets[0], offsets[1], sup_off[0], sup_off[1],
-        FLIP=flip, HAS_BIAS=bias is not None, BLOCK_P=block_p, BLOCK_C=block_c,
+        SIGN=-1 if flip else 1, HAS_BIAS=bias is not None, BLOCK_P=block_p, BLOCK_C=block_c,
     )
     return out
 
