@@ -54,6 +54,7 @@ class _DclsNd(nn.Module):
         sigma_init: float = DEFAULT_SIGMA_INIT,
         shared_positions: nn.Parameter | None = None,
         algorithm: Algorithm = "auto",
+        shared_sigma: nn.Parameter | None = None,
     ) -> None:
         super().__init__()
         dims = self.dims
@@ -86,9 +87,15 @@ class _DclsNd(nn.Module):
             self.P = shared_positions
         else:
             self.P = nn.Parameter(torch.empty(shape))
-        if version == "gauss":
+        if version == "gauss" and shared_sigma is not None:
+            if tuple(shared_sigma.shape) != shape:
+                raise ValueError(f"shared_sigma has shape {tuple(shared_sigma.shape)}, expected {shape}")
+            self.SIG = shared_sigma
+        elif version == "gauss":
             self.SIG = nn.Parameter(torch.empty(shape))
         else:
+            if shared_sigma is not None:
+                raise ValueError("shared_sigma is for version='gauss' only")
             self.register_parameter("SIG", None)
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels))
@@ -96,14 +103,14 @@ class _DclsNd(nn.Module):
             self.register_parameter("bias", None)
         # eval-mode kernel cache: (key of parameter identities and versions, kernel, supports)
         self._kernel_cache: tuple[tuple, Tensor, object, Tensor | None] | None = None
-        self.reset_parameters(reset_positions=shared_positions is None)
+        self.reset_parameters(reset_positions=shared_positions is None, reset_sigma=shared_sigma is None)
 
     @property
     def sigma(self) -> nn.Parameter | None:
         """The raw Gaussian width parameter (effective sigma = |SIG| + 0.27); None for v0."""
         return self.SIG
 
-    def reset_parameters(self, reset_positions: bool = True) -> None:
+    def reset_parameters(self, reset_positions: bool = True, reset_sigma: bool = True) -> None:
         """Paper init: kaiming-uniform weights, conv-style bias, positions ~ N(0, 0.5) clamped."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
@@ -113,7 +120,7 @@ class _DclsNd(nn.Module):
         with torch.no_grad():
             if reset_positions:
                 init_positions_(self.P, self.dilated_kernel_size)
-            if self.SIG is not None:
+            if self.SIG is not None and reset_sigma:
                 init.constant_(self.SIG, self.sigma_init)
 
     def clamp_parameters(self) -> None:
@@ -226,6 +233,7 @@ class Dcls2d(_DclsNd):
         version: "v0" (bilinear, ICLR 2023) or "gauss" (Gaussian interpolation with learnable SIG).
         sigma_init: initial raw SIG (effective sigma = |SIG| + 0.27).
         shared_positions: reuse this P parameter (e.g. one per ConvNeXt stage) instead of a new one.
+        shared_sigma: likewise for SIG (Gaussian only; the authors share it per stage with P).
         algorithm: "auto" (CUDA: Triton for depthwise stride-1 layers when importable, else
             cuDNN; CPU: FFT / Toeplitz matmul for large kernels, else F.conv2d), or force one of
             "triton", "cudnn" (= "direct"), "fft", "matmul".
@@ -243,6 +251,13 @@ def new_positions(
     with torch.no_grad():
         init_positions_(param, sizes)
     return param
+
+
+def new_sigma(
+    dims: int, out_channels: int, in_per_group: int, kernel_count: int, sigma_init: float = DEFAULT_SIGMA_INIT
+) -> nn.Parameter:
+    """A fresh Gaussian width parameter SIG (constant ``sigma_init``), e.g. shared per stage."""
+    return nn.Parameter(torch.full((dims, out_channels, in_per_group, kernel_count), float(sigma_init)))
 
 
 def init_positions_(positions: Tensor, dilated_kernel_size: Sequence[int]) -> Tensor:
@@ -265,12 +280,22 @@ def clamp_dcls_parameters(model: nn.Module) -> None:
         module.clamp_parameters()
 
 
+# parameter names of the position group: positions and (Gaussian) widths, no decay, lr x scale
+POSITION_GROUP_NAMES = ("P", "SIG")
+
+
+def in_position_group(name: str) -> bool:
+    """Whether a parameter belongs to the DCLS position group (``P`` and, as published for the
+    Gaussian variant, ``SIG``: no weight decay, the position learning-rate scale)."""
+    return name.rsplit(".", 1)[-1] in POSITION_GROUP_NAMES
+
+
 def position_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Unique trainable position tensors ``P`` (for a separate optimiser group: 5x lr, no decay)."""
+    """Unique trainable ``P`` and ``SIG`` tensors (for a separate optimiser group: 5x lr, no decay)."""
     seen: set[int] = set()
     result: list[nn.Parameter] = []
     for name, param in model.named_parameters():
-        if name.rsplit(".", 1)[-1] == "P" and param.requires_grad and id(param) not in seen:
+        if in_position_group(name) and param.requires_grad and id(param) not in seen:
             seen.add(id(param))
             result.append(param)
     return result
