@@ -53,8 +53,9 @@ def test_convnext_atto_conversion(variant: str) -> None:
     # one shared position tensor per stage: 34 weights per block + 68 positions per stage
     expected = dense_params + sum(d * (34 - 49) for d in dims_by_block) + 68 * (40 + 80 + 160 + 320)
     if variant == "dcls_gauss":
-        expected += sum(d * 68 for d in dims_by_block)  # SIG: 2 per tap and layer
+        expected += 68 * (40 + 80 + 160 + 320)  # SIG: 2 per tap, shared per stage with P
         assert all(layer.version == "gauss" for layer in layers)
+        assert layers[0].SIG is layers[1].SIG and layers[1].SIG is not layers[2].SIG
     assert report.params_after == expected
     assert layers[0].P is layers[1].P and layers[1].P is not layers[2].P
     if variant == "dcls_frozen":

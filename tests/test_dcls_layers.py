@@ -13,6 +13,7 @@ from tsdcls.dcls import (
     Dcls2d,
     clamp_dcls_parameters,
     dcls_conv,
+    dcls_modules,
     new_positions,
     position_parameters,
 )
@@ -220,3 +221,42 @@ def test_support_is_none_for_gauss_and_covers_every_corner() -> None:
     rows, cols = kernel.abs().sum(dim=(0, 1, 3)).nonzero(), kernel.abs().sum(dim=(0, 1, 2)).nonzero()
     assert r_lo <= int(rows.min()) and int(rows.max()) < r_hi and r_hi - r_lo < 9
     assert c_lo <= int(cols.min()) and int(cols.max()) < c_hi
+
+
+# --------------------------------------------------------------------------- Gaussian variant
+def test_convnext_t_gauss_is_iso_parameter_with_sigma_shared_per_stage() -> None:
+    import timm
+
+    from tsdcls.dcls.convert import count_parameters
+
+    with torch.device("meta"):
+        dense = count_parameters(timm.create_model("convnext_tiny"))
+        gauss = timm.create_model("convnext_tiny_dcls_gauss")
+    layers = dcls_modules(gauss)
+    assert {(m.version, m.kernel_count, m.dilated_kernel_size) for m in layers} == {("gauss", 26, (23, 23))}
+    assert len({id(m.SIG) for m in layers}) == 4 and len({id(m.P) for m in layers}) == 4  # one per stage
+    assert abs(count_parameters(gauss) - dense) / dense < 1e-3  # 28,586,536 vs 28,589,128
+
+
+def test_gauss_sigma_and_positions_train_in_the_position_group() -> None:
+    import timm
+
+    from tsdcls.dcls.train import TrainConfig, param_groups
+
+    torch.manual_seed(0)
+    model = timm.create_model("test_convnext_dcls", dcls_variant="dcls_gauss", num_classes=3)
+    cfg = TrainConfig(weight_decay=0.05, position_lr_scale=5.0)
+    groups = {g["group_name"]: g for g in param_groups(model, cfg)}
+    position_ids = {id(p) for p in groups["positions"]["params"]}
+    expected = {id(m.P) for m in dcls_modules(model)} | {id(m.SIG) for m in dcls_modules(model)}
+    assert position_ids == expected and position_ids == {id(p) for p in position_parameters(model)}
+    assert groups["positions"]["weight_decay"] == 0.0 and groups["positions"]["lr_scale"] == 5.0
+    assert not position_ids & {id(p) for p in groups["decay"]["params"]}
+    # one optimiser step moves the shared widths, and they stay shared
+    sig_before = [m.SIG.detach().clone() for m in dcls_modules(model)]
+    optimizer = torch.optim.AdamW([{k: v for k, v in g.items() if k != "lr_scale"} for g in groups.values()], lr=1e-2)
+    model(torch.randn(2, 3, 32, 32)).logsumexp(1).sum().backward()
+    optimizer.step()
+    layers = dcls_modules(model)
+    assert all(not torch.equal(m.SIG, before) for m, before in zip(layers, sig_before, strict=True))
+    assert all((a.SIG is b.SIG) == (a.P is b.P) for a in layers for b in layers)

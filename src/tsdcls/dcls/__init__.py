@@ -12,6 +12,7 @@ from tsdcls.dcls.convert import (
     count_parameters,
     dilated_grid,
 )
+from tsdcls.dcls.fold import fold_dcls
 from tsdcls.dcls.kernels import construct_kernel, dcls_conv, fft_conv
 from tsdcls.dcls.layers import (
     Dcls1d,
@@ -37,6 +38,7 @@ __all__ = [
     "dcls_modules",
     "dilated_grid",
     "fft_conv",
+    "fold_dcls",
     "new_positions",
     "position_parameters",
 ]

@@ -23,7 +23,11 @@ from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch import Tensor, nn
 
 from tsdcls.common.variants import DCLS_VARIANTS as VARIANTS
-from tsdcls.dcls.layers import Dcls2d, dcls_modules, new_positions
+from tsdcls.dcls.layers import Dcls2d, dcls_modules, new_positions, new_sigma
+
+# ConvNeXt-T-Gauss as published (DCLS Gaussian follow-up and the dcls tutorials)
+GAUSS_TINY_TAPS = 26
+GAUSS_TINY_DKS = 23
 
 Variant = Literal["dense", "dilated", "dcls_v0", "dcls_gauss", "dcls_frozen"]
 
@@ -103,6 +107,7 @@ def _new_conv(
     kernel_count: int,
     dilated_kernel_size: int,
     shared: nn.Parameter | None,
+    shared_sig: nn.Parameter | None = None,
 ) -> nn.Module:
     stride = old.stride[0]
     bias = old.bias is not None
@@ -128,6 +133,7 @@ def _new_conv(
             bias=bias,
             version=version,
             shared_positions=shared,
+            shared_sigma=shared_sig if version == "gauss" else None,
         )
         if variant == "dcls_frozen":
             new.P.requires_grad_(False)
@@ -184,7 +190,8 @@ def convert_model(
             (bilinear with random positions that are not learned).
         kernel_count: taps per kernel (34 for ConvNeXt-T, 40 for S/B).
         dilated_kernel_size: side of the DCLS grid (17 in the paper).
-        share_positions_per_stage: one position tensor per stage, as the ConvNeXt-dcls models do.
+        share_positions_per_stage: one position tensor per stage, as the ConvNeXt-dcls models do
+            (and, for "dcls_gauss", one SIG tensor per stage with it, as the authors publish).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -215,6 +222,7 @@ def convert_model(
         )
     for _stage_name, members in groups:
         shared: nn.Parameter | None = None
+        shared_sig: nn.Parameter | None = None
         for qual_name, parent, attr in members:
             old = getattr(parent, attr)
             if old.dilation != (1, 1) or old.kernel_size[0] != old.kernel_size[1] or old.stride[0] != old.stride[1]:
@@ -223,7 +231,10 @@ def convert_model(
             if share_positions_per_stage and variant != "dilated" and shared is None:
                 shared = new_positions(2, old.out_channels, old.in_channels // old.groups, kernel_count, dilated_kernel_size)
                 shared.data = shared.data.to(device=old.weight.device, dtype=old.weight.dtype)
-            new = _new_conv(old, variant, kernel_count, dilated_kernel_size, shared)
+                if variant == "dcls_gauss":
+                    shared_sig = new_sigma(2, old.out_channels, old.in_channels // old.groups, kernel_count)
+                    shared_sig.data = shared_sig.data.to(device=old.weight.device, dtype=old.weight.dtype)
+            new = _new_conv(old, variant, kernel_count, dilated_kernel_size, shared, shared_sig)
             setattr(parent, attr, new)
             report.layers.append(
                 LayerChange(
@@ -279,6 +290,14 @@ def convnext_tiny_dcls(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ConvNeXt-T-dcls (paper): 34 taps in 17x17, positions shared per stage. kwargs:
     dcls_variant, kernel_count, dilated_kernel_size, share_positions_per_stage, timm kwargs."""
     return _build("convnext_tiny", 34, 17, True, pretrained, kwargs)
+
+
+@register_model
+def convnext_tiny_dcls_gauss(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """ConvNeXt-T-Gauss (DCLS with Gaussian interpolation, as published): 26 taps in 23x23,
+    positions and widths shared per stage; iso-parameter with dense ConvNeXt-T."""
+    kwargs.setdefault("dcls_variant", "dcls_gauss")
+    return _build("convnext_tiny", GAUSS_TINY_TAPS, GAUSS_TINY_DKS, True, pretrained, kwargs)
 
 
 @register_model

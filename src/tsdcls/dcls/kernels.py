@@ -20,6 +20,7 @@ them (``P[0]`` is the column), and so do we so that parameters copy over unchang
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Literal
 
@@ -40,7 +41,12 @@ FFT_MIN_KERNEL_AREA = 81
 MATMUL_MAX_PIXELS = 100
 MATMUL_MIN_KERNEL_AREA = 26
 
-Algorithm = Literal["auto", "direct", "fft", "matmul"]
+Algorithm = Literal["auto", "direct", "cudnn", "triton", "fft", "matmul"]
+ALGORITHMS: tuple[str, ...] = ("auto", "direct", "cudnn", "triton", "fft", "matmul")
+
+log = logging.getLogger(__name__)
+# (algorithm, reason, input shape without batch, kernel shape) already logged: once per layer shape
+_LOGGED_CHOICES: set[tuple] = set()
 
 
 # --------------------------------------------------------------------------- kernel construction
@@ -187,12 +193,21 @@ def choose_algorithm(
     in_per_group: int,
     pixels: int,
     algorithm: Algorithm = "auto",
+    triton_reason: str | None = "not checked",
 ) -> str:
-    """Per call: 'matmul' for small depthwise maps on CPU, 'fft' for large kernels on CPU, else
-    'direct' (cuDNN on GPU, oneDNN for small kernels). Thresholds measured with
+    """Per call: on CUDA 'triton' for depthwise stride-1 layers when Triton can take them
+    (``triton_reason`` is None), else 'direct' (cuDNN); on CPU 'matmul' for small depthwise maps,
+    'fft' for large kernels, else 'direct' (oneDNN). A forced 'triton' that cannot run falls back
+    to 'direct'; 'cudnn' is 'direct'. CPU thresholds measured with
     benchmarks/bench_dcls_layers.py on a 2-core CPU."""
+    if algorithm == "cudnn":
+        return "direct"
+    if algorithm == "triton":
+        return "triton" if triton_reason is None else "direct"
     if algorithm != "auto":
         return algorithm
+    if device.type == "cuda" and triton_reason is None:
+        return "triton"
     if device.type != "cpu" or in_per_group != 1:
         return "direct"
     if pixels <= MATMUL_MAX_PIXELS and kernel_area >= MATMUL_MIN_KERNEL_AREA:
@@ -374,6 +389,7 @@ def dcls_conv(
     groups: int,
     algorithm: Algorithm = "auto",
     support: Sequence[tuple[int, int]] | None = None,
+    device_support: Tensor | None = None,
 ) -> Tensor:
     """``F.conv{1,2}d(x, kernel, bias, stride, padding, groups=groups)`` with dilation 1, faster.
 
@@ -381,6 +397,8 @@ def dcls_conv(
     ``support``: per dim, the cells [lo, hi) outside which the kernel is zero and depends on no
     parameter (a bilinear DCLS kernel: the grid cells its taps' corners cover); the kernel is
     cropped to it too, which is exact for the output and for every parameter's gradient.
+    ``device_support``: the same as an int32 device tensor [row_lo, row_hi, col_lo, col_hi]
+    (no host sync); only the Triton path reads it, to bound its loops.
     """
     dims = kernel.dim() - 2
     if x.dim() != dims + 2:
@@ -419,7 +437,14 @@ def dcls_conv(
     pixels = 1
     for s in x.shape[2:]:
         pixels *= int(s)
-    algo = choose_algorithm(x.device, area, kernel.shape[1], pixels, algorithm)
+    triton_reason = _triton_reason(x, kernel, stride, groups, algorithm)
+    algo = choose_algorithm(x.device, area, kernel.shape[1], pixels, algorithm, triton_reason)
+    _log_choice(algo, algorithm, triton_reason, x, kernel)
+    if algo == "triton":
+        from tsdcls.dcls.triton_dw import depthwise_conv2d
+
+        offset = (crop[2].start or 0, crop[3].start or 0)
+        return depthwise_conv2d(x, kernel, bias, new_pads, out_sizes, device_support, offset)
     if algo == "fft":
         return fft_conv(x, kernel, bias, stride, new_pads, groups, out_sizes)
     if algo == "matmul":
@@ -427,7 +452,7 @@ def dcls_conv(
             raise ValueError("algorithm 'matmul' needs one input channel per group (depthwise)")
         return matmul_conv(x, kernel, bias, stride, new_pads, out_sizes)
     if algo != "direct":
-        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected auto, direct, fft or matmul")
+        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected one of {ALGORITHMS}")
     conv = F.conv1d if dims == 1 else F.conv2d
     if all(b == a for b, a in new_pads):
         return conv(x, kernel, bias, tuple(stride), tuple(b for b, _ in new_pads), 1, groups)
@@ -435,3 +460,25 @@ def dcls_conv(
     for b, a in reversed(new_pads):
         flat_pads += [b, a]
     return conv(F.pad(x, flat_pads), kernel, bias, tuple(stride), 0, 1, groups)
+
+
+def _triton_reason(x: Tensor, kernel: Tensor, stride: Sequence[int], groups: int, algorithm: str) -> str | None:
+    """Why the Triton kernel cannot take this call (None: it can); only asked where it matters."""
+    if algorithm == "triton" or (algorithm == "auto" and x.device.type == "cuda"):
+        from tsdcls.dcls.triton_dw import unsupported_reason
+
+        return unsupported_reason(x, kernel, stride, groups)
+    return "not requested"
+
+
+def _log_choice(algo: str, requested: str, reason: str | None, x: Tensor, kernel: Tensor) -> None:
+    """Log, once per layer shape, which algorithm runs on GPU (or a forced Triton that fell back)."""
+    if x.device.type == "cpu" and requested != "triton":
+        return
+    key = (algo, requested, reason, tuple(x.shape[1:]), tuple(kernel.shape))
+    if key in _LOGGED_CHOICES:
+        return
+    _LOGGED_CHOICES.add(key)
+    why = "" if algo == "triton" or reason in (None, "not requested") else f" (Triton not used: {reason})"
+    log.info("DCLS conv %s with kernel %s: algorithm %s (requested %s)%s",
+             tuple(x.shape[1:]), tuple(kernel.shape), "cudnn" if algo == "direct" and x.device.type == "cuda" else algo, requested, why)

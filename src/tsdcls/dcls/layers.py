@@ -3,7 +3,8 @@
 A drop-in for ``nn.Conv{1,2}d`` whose kernel has ``kernel_count`` taps per (out, in) channel pair
 with learnable positions inside a ``dilated_kernel_size`` grid. Parameters and initialisation are
 those of the authors' ``dcls`` 0.1.1 (names ``weight``, ``P``, ``SIG``), so state dicts copy over;
-the implementation is faster (see ``tsdcls.dcls.kernels``) and never caches device tensors.
+the implementation is faster (see ``tsdcls.dcls.kernels``). In eval mode without autograd the
+dense kernel is built once and reused until a parameter changes (their version counters).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class _DclsNd(nn.Module):
         sigma_init: float = DEFAULT_SIGMA_INIT,
         shared_positions: nn.Parameter | None = None,
         algorithm: Algorithm = "auto",
+        shared_sigma: nn.Parameter | None = None,
     ) -> None:
         super().__init__()
         dims = self.dims
@@ -85,22 +87,30 @@ class _DclsNd(nn.Module):
             self.P = shared_positions
         else:
             self.P = nn.Parameter(torch.empty(shape))
-        if version == "gauss":
+        if version == "gauss" and shared_sigma is not None:
+            if tuple(shared_sigma.shape) != shape:
+                raise ValueError(f"shared_sigma has shape {tuple(shared_sigma.shape)}, expected {shape}")
+            self.SIG = shared_sigma
+        elif version == "gauss":
             self.SIG = nn.Parameter(torch.empty(shape))
         else:
+            if shared_sigma is not None:
+                raise ValueError("shared_sigma is for version='gauss' only")
             self.register_parameter("SIG", None)
         if bias:
             self.bias = nn.Parameter(torch.empty(out_channels))
         else:
             self.register_parameter("bias", None)
-        self.reset_parameters(reset_positions=shared_positions is None)
+        # eval-mode kernel cache: (key of parameter identities and versions, kernel, supports)
+        self._kernel_cache: tuple[tuple, Tensor, object, Tensor | None] | None = None
+        self.reset_parameters(reset_positions=shared_positions is None, reset_sigma=shared_sigma is None)
 
     @property
     def sigma(self) -> nn.Parameter | None:
         """The raw Gaussian width parameter (effective sigma = |SIG| + 0.27); None for v0."""
         return self.SIG
 
-    def reset_parameters(self, reset_positions: bool = True) -> None:
+    def reset_parameters(self, reset_positions: bool = True, reset_sigma: bool = True) -> None:
         """Paper init: kaiming-uniform weights, conv-style bias, positions ~ N(0, 0.5) clamped."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
@@ -110,7 +120,7 @@ class _DclsNd(nn.Module):
         with torch.no_grad():
             if reset_positions:
                 init_positions_(self.P, self.dilated_kernel_size)
-            if self.SIG is not None:
+            if self.SIG is not None and reset_sigma:
                 init.constant_(self.SIG, self.sigma_init)
 
     def clamp_parameters(self) -> None:
@@ -154,11 +164,42 @@ class _DclsNd(nn.Module):
                 support.append((max(0, lo), min(size, hi)))
             return support
 
-    def forward(self, x: Tensor) -> Tensor:
+    def device_support(self) -> Tensor | None:
+        """``kernel_support`` as an int32 tensor [lo0, hi0, lo1, hi1] on the parameters' device,
+        computed without a host sync (the Triton kernel reads it to bound its loops)."""
+        if self.version != "v0" or self.dims != 2:
+            return None
+        with torch.no_grad():
+            bounds = []
+            for i, size in enumerate(self.dilated_kernel_size):
+                low, high = torch.aminmax(self.P[i].detach() + size // 2)
+                bounds += [torch.floor(low).clamp_min(0), (torch.floor(high) + 2).clamp_max(size)]
+            return torch.stack(bounds).to(torch.int32)
+
+    def _parameter_key(self, x: Tensor) -> tuple:
+        params = (self.weight, self.P, self.SIG)
+        return tuple((p.data_ptr(), p._version) for p in params if p is not None) + (x.device, x.dtype)
+
+    def _kernel_and_supports(self, x: Tensor) -> tuple[Tensor, object, Tensor | None]:
+        """Dense kernel plus host support (CPU: the crop needs it there; a sync elsewhere) and
+        device support (GPU); cached in eval mode without autograd, rebuilt when a parameter's
+        version or storage changes."""
+        use_cache = not self.training and not torch.is_grad_enabled()
+        key = self._parameter_key(x) if use_cache else None
+        if use_cache and self._kernel_cache is not None and self._kernel_cache[0] == key:
+            return self._kernel_cache[1:]
         kernel = self.construct_kernel()
-        # the crop needs the positions' extent on the host: a sync, so only where it is free
-        support = self.kernel_support() if x.device.type == "cpu" else None
-        return dcls_conv(x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm, support)
+        on_cpu = x.device.type == "cpu"
+        support = self.kernel_support() if on_cpu else None
+        device_support = self.device_support() if not on_cpu and self.algorithm in ("auto", "triton") else None
+        self._kernel_cache = (key, kernel, support, device_support) if use_cache else None
+        return kernel, support, device_support
+
+    def forward(self, x: Tensor) -> Tensor:
+        kernel, support, device_support = self._kernel_and_supports(x)
+        return dcls_conv(
+            x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm, support, device_support
+        )
 
     def extra_repr(self) -> str:
         s = (
@@ -192,7 +233,10 @@ class Dcls2d(_DclsNd):
         version: "v0" (bilinear, ICLR 2023) or "gauss" (Gaussian interpolation with learnable SIG).
         sigma_init: initial raw SIG (effective sigma = |SIG| + 0.27).
         shared_positions: reuse this P parameter (e.g. one per ConvNeXt stage) instead of a new one.
-        algorithm: "auto" (FFT on CPU for large kernels, else F.conv2d), "direct" or "fft".
+        shared_sigma: likewise for SIG (Gaussian only; the authors share it per stage with P).
+        algorithm: "auto" (CUDA: Triton for depthwise stride-1 layers when importable, else
+            cuDNN; CPU: FFT / Toeplitz matmul for large kernels, else F.conv2d), or force one of
+            "triton", "cudnn" (= "direct"), "fft", "matmul".
     """
 
     dims = 2
@@ -207,6 +251,13 @@ def new_positions(
     with torch.no_grad():
         init_positions_(param, sizes)
     return param
+
+
+def new_sigma(
+    dims: int, out_channels: int, in_per_group: int, kernel_count: int, sigma_init: float = DEFAULT_SIGMA_INIT
+) -> nn.Parameter:
+    """A fresh Gaussian width parameter SIG (constant ``sigma_init``), e.g. shared per stage."""
+    return nn.Parameter(torch.full((dims, out_channels, in_per_group, kernel_count), float(sigma_init)))
 
 
 def init_positions_(positions: Tensor, dilated_kernel_size: Sequence[int]) -> Tensor:
@@ -229,12 +280,22 @@ def clamp_dcls_parameters(model: nn.Module) -> None:
         module.clamp_parameters()
 
 
+# parameter names of the position group: positions and (Gaussian) widths, no decay, lr x scale
+POSITION_GROUP_NAMES = ("P", "SIG")
+
+
+def in_position_group(name: str) -> bool:
+    """Whether a parameter belongs to the DCLS position group (``P`` and, as published for the
+    Gaussian variant, ``SIG``: no weight decay, the position learning-rate scale)."""
+    return name.rsplit(".", 1)[-1] in POSITION_GROUP_NAMES
+
+
 def position_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Unique trainable position tensors ``P`` (for a separate optimiser group: 5x lr, no decay)."""
+    """Unique trainable ``P`` and ``SIG`` tensors (for a separate optimiser group: 5x lr, no decay)."""
     seen: set[int] = set()
     result: list[nn.Parameter] = []
     for name, param in model.named_parameters():
-        if name.rsplit(".", 1)[-1] == "P" and param.requires_grad and id(param) not in seen:
+        if in_position_group(name) and param.requires_grad and id(param) not in seen:
             seen.add(id(param))
             result.append(param)
     return result

@@ -270,7 +270,7 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if is_position(name):
+        if is_position(name) or name.endswith(".SIG"):  # Gaussian widths train with P, as published
             positions.append(param)
         elif param.ndim <= 1 or name.endswith(".bias") or name.endswith(".gamma"):
             no_decay.append(param)
