@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 # Exit status of a job stopped by a ConfigError (a config value or an input file is wrong).
@@ -52,3 +52,10 @@ def require(section: Mapping[str, Any], dotted_key: str) -> Any:
             raise ConfigError(f"config key '{dotted_key}' is missing")
         node = node[part]
     return node
+
+
+def reject_unknown_keys(section: Mapping[str, Any], known: Iterable[str], key: str) -> None:
+    """One error naming the first key of config section ``key`` that no setting reads."""
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ConfigError(f"config key '{key}.{unknown[0]}' is not a known setting (known: {', '.join(sorted(known))})")

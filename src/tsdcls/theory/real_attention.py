@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from tsdcls.common.assets import gensim_test_data, model_path
-from tsdcls.common.config import ConfigError, require
+from tsdcls.common.config import ConfigError, reject_unknown_keys, require
 from tsdcls.common.io import write_csv
 from tsdcls.common.job import Job
 from tsdcls.common.lowpass import hc_component, high_frequency_gain, retemper
@@ -53,9 +53,7 @@ class RealSettings:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> RealSettings:
-        unknown = sorted(set(section) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"config key 'theory.real_attention.{unknown[0]}' is not a known setting")
+        reject_unknown_keys(section, cls.__dataclass_fields__, "theory.real_attention")
         missing = sorted(set(cls.__dataclass_fields__) - set(section))
         if missing:
             raise ConfigError(f"config key 'theory.real_attention.{missing[0]}' is missing (defaults: config.yaml)")

@@ -17,7 +17,7 @@ import torch
 from scipy.optimize import brentq
 from tqdm import tqdm
 
-from tsdcls.common.config import ConfigError
+from tsdcls.common.config import ConfigError, reject_unknown_keys
 from tsdcls.common.lowpass import (
     attention_from_logits,
     doubly_centered,
@@ -45,7 +45,7 @@ class SyntheticSettings:
     large_length: int = 2048
     large_length_trials: int = 1
     bound_max_length: int = 1024
-    tau_restore_max_length: int = 1024
+    tau_restore_max_length: int = 512
     fit_min_length: int = 32
     small_logit_max: float = 0.5
     slope_tolerance_floor: float = 0.05
@@ -57,10 +57,7 @@ class SyntheticSettings:
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> SyntheticSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ConfigError(f"config key 'theory.synthetic.{unknown[0]}' is not a known setting")
+        reject_unknown_keys(section, cls.__dataclass_fields__, "theory.synthetic")
         try:
             settings = cls(**section)
         except TypeError as err:
