@@ -4,11 +4,18 @@ same model variant and settings (real MiniLM, real mteb; evidence: mteb's own re
 from __future__ import annotations
 
 import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from tests.test_tempscale_tasks import ABLATION, TINY
+from tsdcls.common.io import read_csv
 from tsdcls.tempscale.ablation import parse_variant
 from tsdcls.tempscale.evaluate import evaluate_variant
 
@@ -51,3 +58,32 @@ def test_started_again_the_evaluation_reuses_finished_tasks_only(tmp_path: Path)
     _evaluate(_config(lee_sts={"max_pairs": 30}, polarity={}), cache)
     assert sts.stat().st_mtime_ns != written
     assert files["TsdclsPolarityClassification"].stat().st_mtime_ns == polarity_written
+
+
+def test_killed_evaluation_job_started_again_computes_only_the_rest(tmp_path: Path) -> None:
+    """The real CLI verb, SIGKILLed right after its first task was recorded, then run again."""
+    config = {**_config(lee_sts={}, polarity={}), "seed": 0, "scale": "smoke",
+              "significance": {"test": "sign", "alpha": 0.05, "n_resamples": 200}}
+    cache, out = tmp_path / "mteb", tmp_path / "eval"
+    cmd = [
+        sys.executable, "-m", "tsdcls.cli", "tempscale-evaluate", "--config", json.dumps(config),
+        "--output", f"scores={out / 'scores.csv'}", "--output", f"per_item={out / 'per_item.csv'}",
+        "--param", 'model="minilm"', "--param", 'variant="tau1-all"', "--param", f"mteb_cache={json.dumps(str(cache))}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    victim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 240
+    while not list(cache.rglob("resume-TsdclsLeeSTS.json")) and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    assert not (out / "scores.csv").exists()
+    first = _result_files(cache)["TsdclsLeeSTS"]
+    written = first.stat().st_mtime_ns
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "reusing finished task TsdclsLeeSTS" in again.stderr
+    assert "reusing finished task TsdclsPolarityClassification" not in again.stderr
+    assert first.stat().st_mtime_ns == written
+    assert set(read_csv(out / "scores.csv")["task"]) == {"TsdclsLeeSTS", "TsdclsPolarityClassification"}

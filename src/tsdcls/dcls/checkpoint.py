@@ -89,11 +89,13 @@ class CheckpointStore:
         theirs = str(state.get("identity") or state.get("config_hash") or "unknown")
         if state.get("format") == CHECKPOINT_FORMAT and theirs == self.identity:
             return dict(state)
-        if state.get("finished", True) and path.name == CHECKPOINT_NAME:
+        finished = state.get("finished")  # None: an older format, whose state is unknown
+        if finished is not False and path.name == CHECKPOINT_NAME:
             aside = aside_path(path, theirs)
             os.replace(path, aside)
-            LOG.warning("checkpoint %s belongs to a finished run of identity %s, not this run's %s: kept as %s",
-                        path, theirs, self.identity, aside.name)
+            what = "a finished run" if finished else "a run of an older checkpoint format"
+            LOG.warning("checkpoint %s belongs to %s of identity %s, not this run's %s: kept as %s",
+                        path, what, theirs, self.identity, aside.name)
         else:
             LOG.warning("ignoring checkpoint %s: identity %s, this run is %s (unfinished; it will be replaced)",
                         path, theirs, self.identity)

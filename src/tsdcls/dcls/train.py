@@ -775,17 +775,28 @@ def run_train(job: Job) -> None:
     outputs are each renamed into place by this process, after a last check for a stop signal.
     """
     spec = RunSpec.from_job(job)
-    ckpt = job.params.get("checkpoint_dir")
     ctx = setup_distributed(job.device)
     try:
         with StopFlag() as stop:
-            torch.set_num_threads(max(1, job.threads // max(ctx.world, 1)) if ctx.device.type == "cpu" else job.threads)
-            result = train_run(job.config, spec, job.device, Path(ckpt) if ckpt else None, ctx, stop=stop)
-            if ctx.is_main:
-                provenance = job.prov(run=spec.run_id, scale=job.config.get("scale"))
-                stop.raise_if_requested()
-                save_weights(job.output("weights"), result, spec, provenance)
-                stop.raise_if_requested()
-                write_json(job.output("train"), result.record, provenance)
+            try:
+                _train_and_write(job, spec, ctx, stop)
+            except (RuntimeError, OSError, EOFError) as err:
+                # torch's SIGCHLD handler raises anywhere once a loader worker died of the same
+                # signal: after a stop request that is the stop, not a crash (last.pt/prev.pt intact)
+                if stop.requested:
+                    raise Terminated(stop.signum or signal.SIGTERM) from err
+                raise
     finally:
         teardown_distributed(ctx)
+
+
+def _train_and_write(job: Job, spec: RunSpec, ctx: Dist, stop: StopFlag) -> None:
+    ckpt = job.params.get("checkpoint_dir")
+    torch.set_num_threads(max(1, job.threads // max(ctx.world, 1)) if ctx.device.type == "cpu" else job.threads)
+    result = train_run(job.config, spec, job.device, Path(ckpt) if ckpt else None, ctx, stop=stop)
+    if ctx.is_main:
+        provenance = job.prov(run=spec.run_id, scale=job.config.get("scale"))
+        stop.raise_if_requested()
+        save_weights(job.output("weights"), result, spec, provenance)
+        stop.raise_if_requested()
+        write_json(job.output("train"), result.record, provenance)

@@ -7,8 +7,9 @@ variant settings), so results of different tau never share a folder.
 
 Resumable: beside each finished task's mteb result file a record (``tsdcls-resume/``) keeps the
 task's key (task name, dataset revision, splits, its config settings, model variant, revision,
-encode settings, mteb version), a hash of mteb's file and the per-item scores. An interrupted job
-started again reuses every task whose key and file still match and computes only the rest.
+encode settings, mteb version, a hash of this stage's code), a hash of mteb's file and the
+per-item scores. An interrupted job started again reuses every task whose key and file still
+match and computes only the rest.
 
 Outputs (verb ``tempscale-evaluate``):
 
@@ -18,6 +19,7 @@ Outputs (verb ``tempscale-evaluate``):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -144,7 +146,19 @@ def task_key(task: Any, meta: Any, tasks_cfg: Mapping[str, Any], encode_kwargs: 
         "task": name, "dataset": dict(task.metadata.dataset), "splits": list(task.eval_splits),
         "subsets": list(task.hf_subsets or []), "settings": tasks_cfg.get(section) if section else "hub",
         "model": meta.name, "revision": meta.revision, "encode": dict(encode_kwargs), "mteb": mteb.__version__,
+        "code": stage_code_hash(),
     })
+
+
+@functools.cache
+def stage_code_hash() -> str:
+    """Hash of this stage's source (tasks, patch, evaluation): edited code never reuses old scores."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class TaskResume:
