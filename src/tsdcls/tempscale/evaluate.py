@@ -66,7 +66,7 @@ def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], d
         raise ConfigError(f"config key 'tempscale.ablation.models': model '{model_name}' is unsupported: {err}") from err
     except (OSError, ValueError) as err:
         raise ConfigError(f"config key 'tempscale.ablation.models': cannot load model '{model_name}': {err}") from err
-    limit = patch._position_limit(model) or model.max_seq_length
+    limit = patch.position_limit(model) or model.max_seq_length
     max_length = int(min(limit, config["tasks"].get("max_seq_length") or limit))
     model.max_seq_length = max_length
     settings: dict[str, Any] = {"max_seq_length": max_length}

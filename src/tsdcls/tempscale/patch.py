@@ -331,15 +331,6 @@ def tempscale_taus(model: nn.Module) -> dict[int, float]:
     return {}
 
 
-def tempscale_handle(model: nn.Module) -> TempScaleHandle | None:
-    """The active handle, if any."""
-    for hf_model in _hf_models(model):
-        handle = getattr(hf_model, _HANDLE_ATTR, None)
-        if handle is not None:
-            return handle
-    return None
-
-
 def _attach(hf_model: nn.Module, handle: TempScaleHandle) -> None:
     object.__setattr__(hf_model, _HANDLE_ATTR, handle)
     handle._models.append(hf_model)
@@ -578,4 +569,3 @@ def position_limit(model: Any) -> int | None:
     return int(limit)
 
 
-_position_limit = position_limit  # older private name, kept for callers
