@@ -93,3 +93,22 @@ def test_convnext_t_sized_layer_matches_reference_with_auto_algorithm() -> None:
     ref = reference.Dcls2d(16, 16, kernel_count=34, padding=8, dilated_kernel_size=17, groups=16, version="v0", use_implicit_gemm=False)
     ours = Dcls2d(16, 16, 34, 17, groups=16)
     _compare(ref, ours, torch.randn(2, 16, 24, 24))
+
+
+@pytest.mark.parametrize(("version", "taps", "dks"), [("v0", 34, 17), ("gauss", 26, 23)])
+def test_convnext_sized_layer_with_spread_taps_matches_reference_through_fft(version: str, taps: int, dks: int) -> None:
+    """Trained-like taps spread over the whole grid (the support crop is then the full grid),
+    at ConvNeXt-T stage-1 size (96 channels, 56x56): the CPU default must take the FFT path, and agree there."""
+    from tsdcls.dcls.kernels import choose_algorithm
+
+    torch.manual_seed(5)
+    ref = reference.Dcls2d(96, 96, kernel_count=taps, padding=dks // 2, dilated_kernel_size=dks, groups=96,
+                           version=version, use_implicit_gemm=False)
+    _randomise(ref, (dks, dks), seed=6)
+    ours = Dcls2d(96, 96, taps, dks, groups=96, version=version)
+    ours.load_state_dict(ref.state_dict())
+    support = ours.kernel_support() or [(0, dks), (0, dks)]
+    area = (support[0][1] - support[0][0]) * (support[1][1] - support[1][0])
+    assert area >= (dks - 2) ** 2  # spread: (nearly) the whole grid, not the ~6x6 of init taps
+    assert choose_algorithm(torch.device("cpu"), area, 1, 56 * 56) == "fft"
+    _compare(ref, ours, torch.randn(2, 96, 56, 56))

@@ -56,3 +56,25 @@ def test_unsupported_reasons_name_the_cause(monkeypatch: pytest.MonkeyPatch) -> 
     assert "device cpu" in triton_dw.unsupported_reason(x, k, (1, 1), 4)  # no interpreter here
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert triton_dw.available(torch.device("cpu"))
+
+
+POINTERS = {"inp": "*bf16", "out": "*bf16", "w": "*fp32", "bias": "*fp32", "sup": "*i32",
+            "x": "*bf16", "dy": "*bf16", "part": "*fp32"}
+
+
+@pytest.mark.parametrize(("name", "constexprs"), [
+    ("corr", {"SIGN": 1, "HAS_BIAS": True, "BLOCK_P": 64, "BLOCK_C": 32}),
+    ("grad_w", {"BLOCK_P": 128, "BLOCK_C": 4}),
+])
+def test_kernels_compile_for_a_gpu_without_one(name: str, constexprs: dict) -> None:
+    """The interpreter does not type-check like the compiler does: compile both kernels to PTX
+    for sm_90 (H100/H200), which needs Triton's bundled ptxas but no GPU."""
+    if triton_dw.triton is None:
+        pytest.skip("triton is not importable")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = getattr(triton_dw._jitted(False), name)
+    signature = {arg: "constexpr" if arg in constexprs else POINTERS.get(arg, "i32") for arg in kernel.arg_names}
+    compiled = triton_dw.triton.compile(ASTSource(kernel, signature, constexprs=constexprs), target=GPUTarget("cuda", 90, 32))
+    assert ".entry" in compiled.asm["ptx"]
