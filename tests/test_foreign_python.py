@@ -31,13 +31,14 @@ def snakemake_only_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("preset", [None, "workflow/presets/paper.yaml", "workflow/presets/smoke.yaml"])
 def test_dry_run_without_the_package(snakemake_only_python: Path, tmp_path: Path, preset: str | None) -> None:
-    missing = subprocess.run([str(snakemake_only_python / "python"), "-c", "import tsdcls"], capture_output=True)
-    assert missing.returncode != 0, "the Snakemake-only venv must not see the package"
-    workdir = copy_workflow(tmp_path / "run")
-    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = f"{snakemake_only_python}{os.pathsep}/usr/bin{os.pathsep}/bin"
     env.setdefault("SLURM_CONF", "/dev/null")  # the plugin's `scontrol show config` (tests/conftest.py)
+    missing = subprocess.run([str(snakemake_only_python / "python"), "-c", "import tsdcls"], capture_output=True,
+                             env=env, cwd=tmp_path)
+    assert missing.returncode != 0, "the Snakemake-only venv must not see the package"
+    workdir = copy_workflow(tmp_path / "run")
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     configfiles = [preset, paper_data_overlay(workdir)] if preset == PAPER_PRESET else [preset] if preset else []
     cmd = [str(snakemake_only_python / "snakemake"), "-n", "--cores", "2", *(["--configfile", *configfiles] if configfiles else [])]
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
