@@ -43,7 +43,14 @@ def run_collapse_figure(job: Any) -> None:
     """Verb figure-tempscale-collapse: results/figures/tempscale_collapse.png/.pdf."""
     import matplotlib.pyplot as plt
 
-    from tsdcls.figures.style import PALETTE, finish, label_axes, new_figure, series_style
+    from tsdcls.figures.style import (
+        PALETTE,
+        distinct_colours,
+        finish,
+        label_axes,
+        new_figure,
+        series_style,
+    )
 
     similarity = _read(job.input("similarity"), SIMILARITY_COLUMNS)
     attention = _read(job.input("attention"), ATTENTION_COLUMNS)
@@ -54,9 +61,11 @@ def run_collapse_figure(job: Any) -> None:
     for row, model in enumerate(models):
         sim = similarity[similarity["model"] == model]
         taus = sorted(set(sim["tau"]), reverse=True)
+        names = {tau: _tau_name(tau) if tau == 1.0 else f"tempscale-{tau:g}" for tau in taus}
+        colours = distinct_colours(names.values())  # one colour per tau in every panel
         ax = axes[row, 0]
         for tau in taus:
-            style = series_style(_tau_name(tau) if tau == 1.0 else f"tempscale-{tau:g}")
+            style = {**series_style(names[tau]), "color": colours[names[tau]]}
             for kind, linestyle in (("window", style["linestyle"]), ("natural", ":")):
                 part = sim[(sim["tau"] == tau) & (sim["kind"] == kind)].sort_values("bin_lo")
                 if part.empty:
@@ -72,7 +81,7 @@ def run_collapse_figure(job: Any) -> None:
         base = sim[(sim["tau"] == 1.0) & (sim["kind"] == "window")].set_index("bin")["mean_pairwise_cosine"]
         for tau in [t for t in taus if t != 1.0]:
             part = sim[(sim["tau"] == tau) & (sim["kind"] == "window")].sort_values("bin_lo")
-            style = series_style(f"tempscale-{tau:g}")
+            style = {**series_style(names[tau]), "color": colours[names[tau]]}
             ax.plot(part["mean_tokens"], part["mean_pairwise_cosine"].to_numpy() - base.loc[part["bin"]].to_numpy(),
                     label=_tau_name(tau), color=style["color"], marker=style["marker"])
         ax.axhline(0.0, color="0.3", linewidth=0.8)
