@@ -75,7 +75,7 @@ def claims_line(results: Path) -> str:
     counts = frame["verdict"].value_counts()
     tested = frame[frame["verdict"] != "not tested"]
     decided = ", ".join(f"{r.id} {r.verdict}" for r in tested.itertuples() if r.verdict != "inconclusive")
-    return (f"claims ({path}): " + ", ".join(f"{v} {k}" for k, v in counts.items())
+    return ("claims: " + ", ".join(f"{v} {k}" for k, v in counts.items())
             + (f"; decided: {decided}" if decided else ""))
 
 

@@ -363,7 +363,7 @@ def forest_figure(frame: pd.DataFrame, provenance: Mapping[str, Any]) -> Any:
             ax.plot([r.estimate], [y], "o", color=VERDICT_COLOURS[r.verdict], label="_est")
         ax.axvline(0, color="#333333", linewidth=0.8)
         ax.set_yticks(range(len(rows)), [str(i) for i in rows["id"]], fontsize=7)
-        label_axes(ax, x=("estimate (claim's direction > 0)", unit), y="claim", title=f"claims in {unit}")
+        label_axes(ax, x=("estimate", unit), y="claim", title=f"claims in {unit}")
     handles = [fig.axes[0].plot([], [], "o", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
     fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=7)
     finish(fig, provenance)
