@@ -53,14 +53,13 @@ def evaluate_cmd(tmp_path: Path, tasks: list[str]) -> list[str]:
         "seed": 0, "scale": "smoke", "model_revisions": {HUB_ID: REVISION},
         "tasks": {"batch_size": 8, "threads": 1, "max_seq_length": 32, "passkey": off, "needle": off, "longdoc": off,
                   "lee_sts": off, "polarity": off, "newsgroups": off, "hub": {"tasks": tasks, "benchmarks": []}},
-        "ablation": {"models": [HUB_ID], "taus": [1.0], "layer_subsets": {"tau": 0.8, "subsets": []},
-                     "adaptive": {"enabled": False, "n_ref": 64, "exponent": 0.5, "tau_min": 0.5}},
-        "significance": {"test": "sign", "alpha": 0.05, "n_resamples": 200},
+        "ablation": {"models": [HUB_ID]},  # what the rule gives one evaluation job
+        "variant": {"slug": "tau1-all", "mode": "fixed", "tau": 1.0, "layers": "all"},
     }  # fmt: skip
     return [
         sys.executable, "-m", "tsdcls.cli", "tempscale-evaluate", "--config", json.dumps(config),
         "--output", f"scores={tmp_path / 'scores.csv'}", "--output", f"per_item={tmp_path / 'per_item.csv'}",
-        "--param", f"model={json.dumps(HUB_ID.replace('/', '_'))}", "--param", 'variant="tau1-all"',
+        "--param", f"model={json.dumps(HUB_ID.replace('/', '_'))}",
         "--param", f"mteb_cache={json.dumps(str(tmp_path / 'mteb'))}",
     ]  # fmt: skip
 

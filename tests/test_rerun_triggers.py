@@ -27,6 +27,7 @@ EDITS = {
     "figures.dpi": ({"figures": {"dpi": 120}}, [
         "figure_theory_attenuation", "figure_tempscale_collapse", "figure_tempscale_passkey_needle",
         "figure_tempscale_tau_sweep", "figure_dcls_accuracy", "figure_dcls_kernels", "figure_dcls_throughput",
+        "claims",  # the forest plot
     ], set()),
     "tempscale.collapse.windows_per_bin": (
         {"tempscale": {"collapse": {"windows_per_bin": 5}}}, ["tempscale_collapse"], set()),

@@ -76,6 +76,9 @@ VOLATILE_KEY = re.compile(
 TIMING_HEADER = re.compile(r"img/s|/s\b|\(ms\)|\(s\)|seconds|time|throughput|latency|speed", re.IGNORECASE)
 TIMING_FILE = re.compile(r"throughput|speed|timing", re.IGNORECASE)
 IGNORED_DIRS = ("logs", "benchmarks")
+# resume bookkeeping of tempscale_evaluate: it holds the sha256 of mteb's result file, whose
+# timing fields differ between any two runs (the result files themselves are compared)
+IGNORED_PARTS = ("tsdcls-resume",)
 REL_TOL, ABS_TOL = 1e-7, 1e-10
 
 
@@ -85,7 +88,8 @@ def result_files(results: Path) -> set[str]:
     found = set()
     for path in results.rglob("*"):
         rel = path.relative_to(results)
-        if path.is_file() and rel.parts[0] not in IGNORED_DIRS and not any(p.startswith(".") for p in rel.parts):
+        if path.is_file() and rel.parts[0] not in IGNORED_DIRS and not any(p.startswith(".") for p in rel.parts) \
+                and not set(rel.parts) & set(IGNORED_PARTS):
             found.add(rel.as_posix())
     return found
 

@@ -63,12 +63,12 @@ def test_started_again_the_evaluation_reuses_finished_tasks_only(tmp_path: Path)
 def test_killed_evaluation_job_started_again_computes_only_the_rest(tmp_path: Path) -> None:
     """The real CLI verb, SIGKILLed right after its first task was recorded, then run again."""
     config = {**_config(lee_sts={}, polarity={}), "seed": 0, "scale": "smoke",
-              "significance": {"test": "sign", "alpha": 0.05, "n_resamples": 200}}
+              "variant": {"slug": "tau1-all", "mode": "fixed", "tau": 1.0, "layers": "all"}}
     cache, out = tmp_path / "mteb", tmp_path / "eval"
     cmd = [
         sys.executable, "-m", "tsdcls.cli", "tempscale-evaluate", "--config", json.dumps(config),
         "--output", f"scores={out / 'scores.csv'}", "--output", f"per_item={out / 'per_item.csv'}",
-        "--param", 'model="minilm"', "--param", 'variant="tau1-all"', "--param", f"mteb_cache={json.dumps(str(cache))}",
+        "--param", 'model="minilm"', "--param", f"mteb_cache={json.dumps(str(cache))}",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     victim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
