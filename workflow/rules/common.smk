@@ -29,9 +29,9 @@ from tsdcls.tempscale.ablation import model_slugs as tempscale_model_slugs  # no
 validate(config, schema="../schemas/config.schema.yaml")
 # Paths, model names and resource requests that can be checked now, before any job (and before
 # Snakemake would remove the outputs of a job it plans to rerun).
-if preflight_problems(config):
-    raise WorkflowError("config problems, found before any job started:\n  - "
-                        + "\n  - ".join(preflight_problems(config)))
+PREFLIGHT_PROBLEMS = preflight_problems(config)
+if PREFLIGHT_PROBLEMS:
+    raise WorkflowError("config problems, found before any job started:\n  - " + "\n  - ".join(PREFLIGHT_PROBLEMS))
 
 # Every job inherits these: hub libraries read local files only unless the config allows network.
 if not config["allow_network"]:
