@@ -4,6 +4,7 @@ ablation.csv, figures and tables."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,13 @@ from tsdcls.common.config import ConfigError
 from tsdcls.tempscale import stats
 from tsdcls.tempscale.ablation import (
     BASELINE_SLUG,
+    SLUG_PATTERN,
     ablation_variants,
     compare_with_baseline,
+    job_variant,
     model_slugs,
     parse_variant,
+    side_by_side_variants,
 )
 
 # --- paired tests: known answers ----------------------------------------------------------------
@@ -72,16 +76,39 @@ GRID = {
         "models": ["minilm", "sentence-transformers/all-mpnet-base-v2"],
         "taus": [0.9, 1.0, 0.8],
         "layer_subsets": {"tau": 0.8, "subsets": ["first_half", "last_half"]},
-        "adaptive": {"enabled": True, "n_ref": 128, "exponent": 0.5, "tau_min": 0.5},
+        "tau_laws": {"laws": ["power0.5", "power-measured", "log"], "n_ref": 128, "tau_min": 0.5},
+        "fixes": {"methods": ["mean_center", "whiten"], "with_tempscale": True},
     }
 }
 
 
-def test_grid_has_baseline_first_sweep_subsets_and_adaptive() -> None:
-    slugs = [v.slug for v in ablation_variants(GRID)]
-    assert slugs == ["tau1-all", "tau0.9-all", "tau0.8-all", "tau0.8-first_half", "tau0.8-last_half", "adaptive-all"]
-    assert parse_variant("tau1-all", GRID).is_baseline
-    assert math.isnan(parse_variant("adaptive-all", GRID).tau)
+def test_grid_has_baseline_first_sweep_subsets_laws_and_fixes() -> None:
+    slugs = [v.slug for v in ablation_variants(GRID, headline=0.8)]
+    assert slugs == ["tau1-all", "tau0.9-all", "tau0.8-all", "tau0.8-first_half", "tau0.8-last_half",
+                     "law-power0.5-all", "law-power-measured-all", "law-log-all",
+                     "mean_center-tau1-all", "whiten-tau1-all", "mean_center-tau0.8-all", "whiten-tau0.8-all"]
+    assert all(re.fullmatch(SLUG_PATTERN, slug) for slug in slugs)
+    assert parse_variant("tau1-all", GRID, 0.8).is_baseline
+    assert not parse_variant("mean_center-tau1-all", GRID, 0.8).is_baseline
+    assert math.isnan(parse_variant("law-log-all", GRID, 0.8).tau)
+    assert parse_variant("law-power-measured-all", GRID, 0.8).needs_measured_alpha
+    shown = [v.slug for v in side_by_side_variants(GRID, 0.8)]
+    assert shown == ["tau1-all", "tau0.8-all", *slugs[5:]]
+
+
+def test_job_variant_round_trips_every_grid_variant() -> None:
+    for variant in ablation_variants(GRID, headline=0.8):
+        back = job_variant({"variant": variant.spec()})
+        assert back.slug == variant.slug and back.fix == variant.fix and back.law == variant.law
+    with pytest.raises(ConfigError, match="not a grid variant"):
+        job_variant({"variant": {**ablation_variants(GRID, 0.8)[-1].spec(), "fix": "pca"}})
+
+
+def test_fixes_with_tempscale_need_the_headline() -> None:
+    with pytest.raises(ConfigError, match="headline"):
+        ablation_variants(GRID)
+    with pytest.raises(ConfigError, match="tau_laws.laws"):
+        ablation_variants({"ablation": {**GRID["ablation"], "tau_laws": {"laws": ["cubic"]}}}, 0.8)
     assert model_slugs(GRID) == {"minilm": "minilm", "sentence-transformers_all-mpnet-base-v2": "sentence-transformers/all-mpnet-base-v2"}
 
 
@@ -90,7 +117,7 @@ def test_grid_errors_name_the_config_key() -> None:
     with pytest.raises(ConfigError, match="tempscale.ablation.taus"):
         ablation_variants(no_baseline)
     with pytest.raises(ConfigError, match="tempscale.ablation"):
-        parse_variant("tau0.7-all", GRID)
+        parse_variant("tau0.7-all", GRID, 0.8)
 
 
 def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -115,6 +142,10 @@ def test_compare_with_baseline_pairs_items() -> None:
     row = out[out["variant"] == "tau0.8-all"].iloc[0]
     assert row["delta_vs_tau1"] == pytest.approx(0.5) and row["n_items"] == 20
     assert row["p_value"] == pytest.approx(2 / 2**10) and row["significant"]  # 10 discordant, all wins
+    # paired bootstrap CI of the mean item difference: differences are 0/1, mean 0.5, so the
+    # interval lies inside (0, 1) and covers 0.5; the baseline's own interval is exactly zero
+    assert 0.0 < row["delta_ci_low"] < 0.5 < row["delta_ci_high"] < 1.0
+    assert base["delta_ci_low"] == base["delta_ci_high"] == 0.0
 
 
 def test_missing_baseline_is_an_error() -> None:
@@ -142,7 +173,7 @@ def test_smoke_ablation_csv(smoke_run: Path) -> None:
     frame = read_csv(smoke_run / "results/tempscale/ablation.csv")
     default = yaml.safe_load((smoke_run / "config.yaml").read_text())["tempscale"]
     preset = _deep_merge(default, yaml.safe_load((smoke_run / "workflow/presets/smoke.yaml").read_text())["tempscale"])
-    variants = {v.slug for v in ablation_variants(preset)}
+    variants = {v.slug for v in ablation_variants(preset, headline=0.8)}
     assert set(frame["variant"]) == variants and len(variants) >= 3
     tasks = preset["tasks"]
     splits = len(tasks["passkey"]["lengths"]) + len(tasks["needle"]["lengths"]) + len(tasks["longdoc"]["lengths"]) + 3
@@ -163,7 +194,7 @@ def test_smoke_figures_and_tables(smoke_run: Path) -> None:
             path = smoke_run / "results/figures" / f"{stem}{suffix}"
             assert path.stat().st_size > 1000 and read_provenance(path)["scale"] == "smoke"
     table = (smoke_run / "results/tables/tempscale_ablation.md").read_text()
-    assert "Passkey" in table and "τ=0.8" in table and "adaptive" in table
+    assert "Passkey" in table and "τ=0.8" in table and "law" not in table and "center" not in table
     assert "\\begin{tabular}" in (smoke_run / "results/tables/tempscale_ablation.tex").read_text()
 
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from tsdcls.common.lowpass import tau_for_length
+from tsdcls.common.lowpass import tau_for_law, tau_for_length
 from tsdcls.tempscale.patch import (
     UnsupportedArchitectureError,
     apply_length_adaptive_tempscale,
@@ -218,13 +218,16 @@ def test_per_layer_taus_match_reference(minilm):
         apply_tempscale(minilm, 0.0)
 
 
-def test_length_adaptive_tau_is_per_example(minilm):
+@pytest.mark.parametrize("law", ["power", "log"])
+def test_length_adaptive_tau_is_per_example(minilm, law):
+    """Every temperature law: each row's tau from its own token count, exact against reference
+    attention at that tau, and independent of the batch it shares."""
     n_ref, tau_min = 8, 0.5
     tokenizer = minilm.tokenizer
     lengths = [len(tokenizer(t)["input_ids"]) for t in TEXTS]
-    expected_taus = [tau_for_length(n, n_ref, 0.5, tau_min) for n in lengths]
+    expected_taus = [tau_for_law(law, n, n_ref, 0.5, tau_min) for n in lengths]
     assert len(set(expected_taus)) == len(TEXTS), "test texts must get distinct taus"
-    handle = apply_length_adaptive_tempscale(minilm, n_ref=n_ref, tau_min=tau_min)
+    handle = apply_length_adaptive_tempscale(minilm, n_ref=n_ref, tau_min=tau_min, law=law)
     try:
         batched = _encode(minilm)
         assert sorted(handle.last_row_taus) == sorted(expected_taus)
@@ -236,6 +239,11 @@ def test_length_adaptive_tau_is_per_example(minilm):
         with reference_attention(minilm[0].auto_model, {i: tau for i in range(6)}):
             expected = _encode(minilm, [text])
         assert torch.allclose(batched[TEXTS.index(text)], expected[0], atol=TOL, rtol=0)
+
+
+def test_unknown_law_is_refused(minilm):
+    with pytest.raises(ValueError, match="unknown temperature law"):
+        apply_length_adaptive_tempscale(minilm, n_ref=8, law="cubic")
 
 
 def test_adaptive_patch_lists_only_its_layers(minilm):

@@ -155,7 +155,7 @@ TINY = {
 }  # fmt: skip
 ABLATION = {
     "models": ["minilm"], "taus": [1.0], "layer_subsets": {"tau": 0.8, "subsets": []},
-    "adaptive": {"enabled": False, "n_ref": 64, "exponent": 0.5, "tau_min": 0.5},
+    "tau_laws": {"laws": [], "n_ref": 64, "tau_min": 0.5},
 }  # fmt: skip
 
 

@@ -38,10 +38,12 @@ VERBS: dict[str, tuple[str, str]] = {
     "tempscale-collapse": ("tempscale", "tsdcls.tempscale.collapse:run_collapse"),
     "tempscale-evaluate": ("tempscale", "tsdcls.tempscale.evaluate:run_evaluation"),
     "tempscale-ablation": ("tempscale", "tsdcls.tempscale.ablation:run_aggregate"),
+    "tempscale-fix-collapse": ("tempscale", "tsdcls.tempscale.fix_collapse:run_fix_collapse"),
     "hub-stage": ("tempscale", "tsdcls.tempscale.stage:run_stage"),
     "figure-tempscale-passkey-needle": ("figures", "tsdcls.figures.tempscale_tasks:run_passkey_needle_figure"),
     "figure-tempscale-tau-sweep": ("figures", "tsdcls.figures.tempscale_tasks:run_tau_sweep_figure"),
     "table-tempscale-ablation": ("figures", "tsdcls.figures.tempscale_tasks:run_ablation_table"),
+    "figure-tempscale-fixes": ("figures", "tsdcls.figures.tempscale_fixes:run_fixes_figure"),
     # dcls
     "dcls-train": ("dcls", "tsdcls.dcls.train:run_train"),
     "dcls-evaluate": ("dcls", "tsdcls.dcls.evaluate:run_evaluate"),

@@ -24,9 +24,17 @@ from tsdcls.common.preflight import problems as preflight_problems  # noqa: E402
 from tsdcls.common.variants import DCLS_VARIANTS  # noqa: E402
 from tsdcls.tempscale.ablation import SLUG_PATTERN as TEMPSCALE_SLUG_PATTERN  # noqa: E402
 from tsdcls.tempscale.ablation import ablation_variants as tempscale_variants  # noqa: E402
+from tsdcls.tempscale.ablation import headline_tau as tempscale_headline_tau  # noqa: E402
 from tsdcls.tempscale.ablation import model_slugs as tempscale_model_slugs  # noqa: E402
+from tsdcls.tempscale.ablation import side_by_side_variants as tempscale_side_by_side  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
+# The claims ledger fixes the headline TempScale variant (also the tau of the fixes' TempScale combination).
+CLAIMS = "data/claims.yaml"
+with open(os.path.join(workflow.basedir, CLAIMS), encoding="utf-8") as _ledger:
+    CLAIMS_LEDGER = yaml.safe_load(_ledger)
+validate(CLAIMS_LEDGER, schema="../schemas/claims.schema.yaml")
+TEMPSCALE_HEADLINE_TAU = tempscale_headline_tau(CLAIMS_LEDGER["headline_tempscale_variant"])
 # Paths, model names and resource requests that can be checked now, before any job (and before
 # Snakemake would remove the outputs of a job it plans to rerun).
 PREFLIGHT_PROBLEMS = preflight_problems(config)
@@ -218,7 +226,7 @@ TEMPSCALE_MTEB_CACHE = "results/tempscale/mteb"
 
 def tempscale_variant_map() -> dict[str, object]:
     """slug -> TempScale variant of tempscale.ablation (one source: tsdcls.tempscale.ablation)."""
-    return {v.slug: v for v in tempscale_variants(config["tempscale"])}
+    return {v.slug: v for v in tempscale_variants(config["tempscale"], TEMPSCALE_HEADLINE_TAU)}
 
 
 def tempscale_grid() -> list[tuple[str, str]]:
@@ -234,15 +242,55 @@ def tempscale_eval_config(wildcards) -> str:
     variant = tempscale_variant_map()[wildcards.variant]
     model = tempscale_model_slugs(section)[wildcards.model]
     ablation = {"models": [model]}
-    if variant.mode == "adaptive":
-        ablation["adaptive"] = section["ablation"]["adaptive"]
+    if variant.mode == "law":  # the law's shared settings, not the list of laws
+        ablation["tau_laws"] = {k: v for k, v in section["ablation"]["tau_laws"].items() if k not in ("laws", "layers")}
+    if variant.fix:  # the fit settings, not the list of methods
+        ablation["fixes"] = {k: v for k, v in section["ablation"]["fixes"].items() if k not in ("methods", "with_tempscale")}
     job = {
         "scale": config["scale"], "seed": config["seed"], "ablation": ablation,
         "tasks": {k: v for k, v in section["tasks"].items() if k != "threads"},  # threads: a resource
-        "variant": {"slug": variant.slug, "mode": variant.mode, "layers": variant.layers,
-                    "tau": None if variant.mode == "adaptive" else variant.tau},
+        "variant": variant.spec(),
     }
     return json.dumps(job, sort_keys=True)
+
+
+def tempscale_eval_extra_inputs(wildcards) -> dict[str, str]:
+    """The theory stage's measured alpha for the law 'power-measured'; nothing for other variants."""
+    if tempscale_variant_map()[wildcards.variant].needs_measured_alpha:
+        return {"tau_law": rules.theory_real_attention.output.tau_law}
+    return {}
+
+
+def tempscale_fix_collapse_config(wildcards) -> str:
+    """The collapse texts' settings, the models, the laws' and fixes' settings and the variants shown."""
+    section = config["tempscale"]
+    variants = tempscale_side_by_side(section, TEMPSCALE_HEADLINE_TAU)
+    ablation = {k: section["ablation"][k] for k in ("models", "tau_laws", "fixes")}
+    job = {"scale": config["scale"], "seed": config["seed"], "collapse": section["collapse"], "ablation": ablation,
+           "model_revisions": section.get("model_revisions", {}), "variants": [v.spec() for v in variants]}
+    return json.dumps(job, sort_keys=True)
+
+
+def tempscale_fix_collapse_inputs(wildcards) -> dict[str, str]:
+    variants = tempscale_side_by_side(config["tempscale"], TEMPSCALE_HEADLINE_TAU)
+    return {"tau_law": rules.theory_real_attention.output.tau_law} if any(v.needs_measured_alpha for v in variants) else {}
+
+
+def tempscale_fixes_shown() -> bool:
+    """The side-by-side comparison exists when the grid has a law or a fix."""
+    return enabled("tempscale") and len(tempscale_side_by_side(config["tempscale"], TEMPSCALE_HEADLINE_TAU)) > 2
+
+
+def tempscale_law_problems() -> list[str]:
+    """'power-measured' reads alpha from the theory stage: it must be on."""
+    if enabled("tempscale") and not enabled("theory") and any(v.needs_measured_alpha for v in tempscale_variant_map().values()):
+        return ["config key 'tempscale.ablation.tau_laws.laws' has 'power-measured', whose alpha the theory stage "
+                "measures (results/theory/tau_law.csv), but theory.enabled is false: enable it or drop the law"]
+    return []
+
+
+if tempscale_law_problems():
+    raise WorkflowError("config problems, found before any job started:\n  - " + "\n  - ".join(tempscale_law_problems()))
 
 
 def tempscale_eval_io(wildcards, input, output) -> str:
@@ -273,9 +321,6 @@ def dcls_kernel_inputs(wildcards) -> list[str]:
 
 
 PUBLISHED_NUMBERS = "data/published_numbers.yaml"
-CLAIMS = "data/claims.yaml"
-validate(yaml.safe_load(open(os.path.join(workflow.basedir, CLAIMS), encoding="utf-8")),
-         schema="../schemas/claims.schema.yaml")
 
 
 def claims_inputs(wildcards) -> dict[str, str]:
@@ -291,6 +336,12 @@ def claims_inputs(wildcards) -> dict[str, str]:
     if enabled("dcls"):
         inputs["dcls_metrics"] = rules.dcls_ablation.output.metrics
     return inputs
+
+
+def fixes_figure_config(wildcards) -> str:
+    """figures.dpi plus the claims ledger's headline tau (the fixes' TempScale combination)."""
+    return json.dumps({"scale": config["scale"], "dpi": config["figures"]["dpi"], "headline_tau": TEMPSCALE_HEADLINE_TAU},
+                      sort_keys=True)
 
 
 def paper_compare_inputs(wildcards) -> dict[str, str]:

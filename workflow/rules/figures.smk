@@ -104,7 +104,7 @@ rule figure_tempscale_passkey_needle:
 
 
 rule figure_tempscale_tau_sweep:
-    """Change of each task's main score vs tau (all layers), per length; adaptive tau dotted."""
+    """Change of each task's main score vs tau (all layers), per length."""
     input:
         ablation=rules.tempscale_ablation.output.ablation,
     output:
@@ -158,6 +158,39 @@ if enabled("tempscale"):
         *rules.figure_tempscale_tau_sweep.output,
         *rules.table_tempscale_ablation.output,
     ]
+
+
+rule figure_tempscale_fixes:
+    """TempScale vs temperature laws vs post-hoc fixes: collapse per length and every task's change."""
+    input:
+        ablation=rules.tempscale_ablation.output.ablation,
+        collapse=rules.tempscale_fix_collapse.output.collapse,
+    output:
+        png=report("results/figures/tempscale_fixes.png", caption="../report/tempscale_fixes.rst", category="TempScale"),
+        pdf="results/figures/tempscale_fixes.pdf",
+        summary_csv="results/tables/tempscale_fixes.csv",
+        summary_md="results/tables/tempscale_fixes.md",
+        summary_tex="results/tables/tempscale_fixes.tex",
+        tasks_md="results/tables/tempscale_fixes_tasks.md",
+        tasks_tex="results/tables/tempscale_fixes_tasks.tex",
+    params:
+        config=fixes_figure_config,
+        io=job_io,
+    log:
+        log_path("figure_tempscale_fixes"),
+    benchmark:
+        bench_path("figure_tempscale_fixes")
+    threads: 1
+    resources:
+        **rule_resources("figure_tempscale_fixes"),
+    conda:
+        "../../envs/core.yaml"
+    shell:
+        tsdcls("figure-tempscale-fixes")
+
+
+if tempscale_fixes_shown():
+    FIGURE_TARGETS += rules.figure_tempscale_fixes.output
     _ts_tasks = config["tempscale"]["tasks"]
     if _ts_tasks["passkey"]["enabled"] or _ts_tasks["needle"]["enabled"]:
         FIGURE_TARGETS += rules.figure_tempscale_passkey_needle.output

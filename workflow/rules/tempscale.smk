@@ -38,6 +38,8 @@ TARGETS["tempscale"] += [rules.tempscale_collapse.output.checks]
 # aggregation with paired significance tests. The grid comes from tempscale.ablation.
 rule tempscale_evaluate:
     """One model x TempScale variant through mteb.evaluate on every local (and hub) task."""
+    input:
+        unpack(tempscale_eval_extra_inputs),
     output:
         scores="results/tempscale/eval/{model}/{variant}/scores.csv",
         per_item="results/tempscale/eval/{model}/{variant}/per_item.csv",
@@ -83,3 +85,32 @@ rule tempscale_ablation:
 
 
 TARGETS["tempscale"] += [rules.tempscale_ablation.output.ablation]
+
+
+# --- length-collapse fixes side by side ---------------------------------------------------------
+# TempScale vs the post-hoc fixes and temperature laws: each one's collapse per length bin, on
+# the collapse analysis' texts (its effect on tasks is in ablation.csv).
+rule tempscale_fix_collapse:
+    """Mean pairwise cosine per length bin for tau = 1, the headline tau, every law and fix."""
+    input:
+        unpack(tempscale_fix_collapse_inputs),
+    output:
+        collapse="results/tempscale/fixes_collapse.csv",
+    params:
+        config=tempscale_fix_collapse_config,
+        io=job_io,
+    log:
+        log_path("tempscale_fix_collapse"),
+    benchmark:
+        bench_path("tempscale_fix_collapse")
+    threads: 2
+    resources:
+        **rule_resources("tempscale_fix_collapse", "gpu" if config["device"].startswith("cuda") else "cpu"),
+    conda:
+        "../../envs/tempscale.yaml"
+    shell:
+        tsdcls("tempscale-fix-collapse")
+
+
+if tempscale_fixes_shown():
+    TARGETS["tempscale"] += [rules.tempscale_fix_collapse.output.collapse]

@@ -118,3 +118,24 @@ def tau_for_length(
         raise ValueError(f"lengths must be positive, got n={n}, n_ref={n_ref}")
     tau = (n_ref / n) ** exponent
     return float(min(tau_max, max(tau_min, tau)))
+
+
+def tau_log_length(n: int, n_ref: int, tau_min: float = 0.05, tau_max: float = 1.0) -> float:
+    """Scalable-Softmax-style temperature: logits times s log n with s = 1 / log n_ref, i.e.
+    tau(n) = log n_ref / log n (unchanged at n_ref). Clamped to [tau_min, tau_max]."""
+    if n <= 0 or n_ref <= 1:
+        raise ValueError(f"need n > 0 and n_ref > 1, got n={n}, n_ref={n_ref}")
+    tau = math.inf if n == 1 else math.log(n_ref) / math.log(n)
+    return float(min(tau_max, max(tau_min, tau)))
+
+
+TAU_LAWS = ("power", "log")  # tau(n) = (n_ref/n)^exponent | log n_ref / log n
+
+
+def tau_for_law(law: str, n: int, n_ref: int, exponent: float = 0.5, tau_min: float = 0.05, tau_max: float = 1.0) -> float:
+    """tau(n) of a named temperature law (``TAU_LAWS``), clamped to [tau_min, tau_max]."""
+    if law == "power":
+        return tau_for_length(n, n_ref, exponent, tau_min, tau_max)
+    if law == "log":
+        return tau_log_length(n, n_ref, tau_min, tau_max)
+    raise ValueError(f"unknown temperature law {law!r} (have {TAU_LAWS})")

@@ -210,10 +210,14 @@ def _task_sampler(items: pd.DataFrame, main_metric: str, item_metric: str) -> Ca
 
 
 def tempscale_task_delta(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.random.Generator) -> Estimate:
+    """Headline variant minus ``args.baseline`` (default tau = 1) on the long- or short-text task
+    splits, paired over items, mean over splits (a joint bootstrap over every split's items)."""
     ablation, items = _need(data, "ablation"), _need(data, "per_item")
+    baseline = str(args.get("baseline", "tau1-all"))
     rows = ablation[ablation["variant"] == data["headline"]]
-    if rows.empty:
-        raise NotTested(f"variant {data['headline']} is not in this run's tempscale.ablation")
+    for variant in (data["headline"], baseline):
+        if variant not in set(ablation["variant"]):
+            raise NotTested(f"variant {variant} is not in this run's tempscale.ablation")
     want_long = args["task_group"] == "long"
     rows = rows[rows["task"].map(lambda t: bool(LONG_TASK.search(str(t)))) == want_long]
     if rows.empty:
@@ -223,7 +227,7 @@ def tempscale_task_delta(data: Mapping[str, Any], args: Mapping[str, Any], rng: 
         part = items[(items["task"] == row.task) & (items["split"] == row.split) & (items["metric"] == row.item_metric)
                      & (items["model"] == row.model)]
         paired = part[part["variant"] == data["headline"]].merge(
-            part[part["variant"] == "tau1-all"][["item", "value"]], on="item", suffixes=("", "_base"))
+            part[part["variant"] == baseline][["item", "value"]], on="item", suffixes=("", "_base"))
         if len(paired) > 1:
             samplers.append(_task_sampler(paired, row.metric, row.item_metric))
             sizes.append(len(paired))
@@ -233,7 +237,7 @@ def tempscale_task_delta(data: Mapping[str, Any], args: Mapping[str, Any], rng: 
     draws = np.array([np.mean([s(rng.integers(0, n, n)) for s, n in zip(samplers, sizes, strict=True)])
                       for _ in range(DRAWS // 2)])
     low, high = _percentile_ci(draws)
-    return Estimate(value, low, high, int(sum(sizes)), "pp", f"{len(samplers)} task splits, {data['headline']}")
+    return Estimate(value, low, high, int(sum(sizes)), "pp", f"{len(samplers)} task splits, {data['headline']} vs {baseline}")
 
 
 def _dcls_runs(data: Mapping[str, Any], family: str, variant: str, kernel_count: int | None) -> pd.DataFrame:

@@ -3,9 +3,11 @@
 * ``figure-tempscale-passkey-needle``: passkey and needle accuracy (ndcg@1) vs document length,
   tau = 1 against every TempScale variant on all layers (filled markers: p < alpha vs tau = 1).
 * ``figure-tempscale-tau-sweep``: change of each task's main score vs tau (all layers), one
-  line per length; the length-adaptive variant as a dotted level.
-* ``table-tempscale-ablation``: one row per model x task x split, one column per variant,
-  cells "score (delta)" with * where the paired test is significant.
+  line per length.
+* ``table-tempscale-ablation``: one row per model x task x split, one column per fixed-tau
+  variant, cells "score (delta)" with * where the paired test is significant.
+
+Temperature laws and post-hoc fixes have their own figure and table (``tempscale_fixes``).
 """
 
 from __future__ import annotations
@@ -37,11 +39,15 @@ def _load(job: Any) -> Any:
     return frame
 
 
+def temperature_rows(frame: Any) -> Any:
+    """Fixed-tau rows without a post-hoc fix (laws and fixes: figures.tempscale_fixes)."""
+    fix = frame["fix"].fillna("").astype(str) if "fix" in frame else ""
+    return frame[(frame["tau_mode"] == "fixed") & (fix == "")]
+
+
 def _label(variant: str) -> str:
     if variant == BASELINE:
         return "τ=1"
-    if variant.startswith("adaptive"):
-        return "adaptive τ(n)"
     tau, _, layers = variant.partition("-")
     return f"τ={tau[3:]}" + ("" if layers == "all" else f" ({layers.replace('_', ' ')})")
 
@@ -56,18 +62,16 @@ def _prov(job: Any, frame: Any) -> dict[str, Any]:
     return job.prov(scale=",".join(scales), source=str(job.input("ablation")))
 
 
-_FIXED_COLORS = (0, 1, 2, 3, 5, 6)  # palette slots; 4 is the length-adaptive variant's colour
+_FIXED_COLORS = (0, 1, 2, 3, 5, 6)  # palette slots
 
 
 def _series_style(variant: str, variants: list[str]) -> dict[str, Any]:
-    """Baseline grey dashed, adaptive its shared colour, fixed taus distinct colours in order."""
+    """Baseline grey dashed, fixed taus distinct colours in order."""
     from tsdcls.figures.style import MARKERS, PALETTE, series_style
 
     if variant == BASELINE:
         return series_style("tau=1")
-    if variant.startswith("adaptive"):
-        return {**series_style("adaptive"), "marker": "P"}
-    fixed = [v for v in variants if v != BASELINE and not v.startswith("adaptive")]
+    fixed = [v for v in variants if v != BASELINE]
     index = fixed.index(variant) if variant in fixed else 0
     return {
         "color": PALETTE[_FIXED_COLORS[index % len(_FIXED_COLORS)]],
@@ -80,7 +84,7 @@ def run_passkey_needle_figure(job: Any) -> None:
     """Accuracy vs length for passkey and needle: tau = 1 vs TempScale."""
     from tsdcls.figures.style import finish, label_axes, new_figure
 
-    frame = _load(job)
+    frame = temperature_rows(_load(job))
     tasks = [t for t in ("TsdclsPasskeyRetrieval", "TsdclsNeedleRetrieval") if t in set(frame["task"])]
     if not tasks:
         raise ConfigError(f"{job.input('ablation')}: no passkey or needle rows (config keys 'tempscale.tasks.passkey/needle')")
@@ -90,7 +94,7 @@ def run_passkey_needle_figure(job: Any) -> None:
         for c, task in enumerate(tasks):
             ax = axes[r, c]
             rows = frame[(frame["model"] == model) & (frame["task"] == task) & (frame["layers"] == "all")]
-            order = sorted(set(rows["variant"]), key=lambda v: (v.startswith("adaptive"), -_tau_of(v)))
+            order = sorted(set(rows["variant"]), key=lambda v: -_tau_of(v))
             for variant in order:
                 part = rows[rows["variant"] == variant].sort_values("length")
                 style = _series_style(variant, order)
@@ -115,8 +119,8 @@ def run_tau_sweep_figure(job: Any) -> None:
 
     from tsdcls.figures.style import PALETTE, finish, label_axes, new_figure
 
-    frame = _load(job)
-    sweep = frame[(frame["tau_mode"] == "fixed") & (frame["layers"] == "all")]
+    frame = temperature_rows(_load(job))
+    sweep = frame[frame["layers"] == "all"]
     keys = sorted(set(zip(sweep["model"], sweep["task"], strict=True)))
     if not keys:
         raise ConfigError(f"{job.input('ablation')}: no fixed-tau rows on all layers")
@@ -133,11 +137,6 @@ def run_tau_sweep_figure(job: Any) -> None:
             ax.plot(part["tau"], part["delta_vs_tau1"], color=color, marker="o", markerfacecolor="white", label=name)
             sig = part[part["significant"].astype(bool)]
             ax.plot(sig["tau"], sig["delta_vs_tau1"], linestyle="none", marker="o", color=color)
-            adaptive = frame[
-                (frame["model"] == model) & (frame["task"] == task) & (frame["split"] == split) & (frame["tau_mode"] == "adaptive")
-            ]
-            if len(adaptive):
-                ax.axhline(float(adaptive["delta_vs_tau1"].iloc[0]), color=color, linestyle=":", linewidth=1)
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         ax.ticklabel_format(axis="y", useOffset=False)
         _min_span(ax, 0.02)
@@ -149,7 +148,7 @@ def run_tau_sweep_figure(job: Any) -> None:
     for index in range(len(keys), nrows * ncols):
         axes[index // ncols, index % ncols].set_visible(False)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.text(0.01, 0.005, "filled: p < α vs τ=1 (paired) · dotted: length-adaptive τ(n)", fontsize=6, color="0.4")
+    fig.text(0.01, 0.005, "filled: p < α vs τ=1 (paired) · temperature laws and fixes: tempscale_fixes figure", fontsize=6, color="0.4")
     finish(fig, _prov(job, frame))
     save_figure(fig, job.output("png").with_suffix(""), _prov(job, frame), dpi=int(job.config["dpi"]))
     plt.close(fig)
@@ -167,7 +166,8 @@ def ablation_table(frame: Any) -> Any:
     """Wide table: model x task x split rows, variant columns, 'score (Δ)' cells, * = significant."""
     import pandas as pd
 
-    order = list(dict.fromkeys(frame.sort_values(["tau_mode", "layers", "tau"], ascending=[False, True, False])["variant"]))
+    frame = temperature_rows(frame)
+    order = list(dict.fromkeys(frame.sort_values(["layers", "tau"], ascending=[True, False])["variant"]))
     rows = []
     for (model, task, split), part in frame.groupby(["model", "task", "split"], sort=False):
         row = {"model": model, "task": SHORT_TASK.get(task, task), "split": split, "metric": part["metric"].iloc[0]}

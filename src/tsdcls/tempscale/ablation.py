@@ -1,10 +1,13 @@
-"""The TempScale ablation grid and its aggregation into one table with paired p-values.
+"""The TempScale ablation grid and its aggregation into one table with paired p-values and CIs.
 
 Grid (config ``tempscale.ablation``): for each model, a tau sweep on all layers (tau = 1 is the
-baseline and must be in it), the layer subsets at one tau, and the length-adaptive tau(n).
-Each (model, variant) is one Snakemake job (``tempscale-evaluate``) running every task; the
-aggregation (``tempscale-ablation``) compares each variant with tau = 1 of the same model on the
-same items and writes ``results/tempscale/ablation.csv``.
+baseline and must be in it), the layer subsets at one tau, the temperature laws tau(n)
+(``tau_laws``: one tau per input from its own token count) and the post-hoc embedding fixes
+(``fixes``: mean-centering, whitening, length-binned centering, each alone and, with
+``with_tempscale``, at the claims ledger's headline tau). Each (model, variant) is one Snakemake
+job (``tempscale-evaluate``) running every task; the aggregation (``tempscale-ablation``)
+compares each variant with tau = 1 of the same model on the same items and writes
+``results/tempscale/ablation.csv``.
 
 This module is imported by the rule file at parse time, so it imports nothing heavy at the top.
 """
@@ -23,30 +26,52 @@ from tsdcls.common.config import ConfigError, require
 logger = logging.getLogger(__name__)
 
 BASELINE_SLUG = "tau1-all"
-SLUG_PATTERN = r"tau[0-9.]+-(all|first_half|last_half)|adaptive-(all|first_half|last_half)"
+FIXES = ("mean_center", "whiten", "length_center")  # post-hoc embedding fixes (tempscale/fixes.py)
+_LAYERS = "(all|first_half|last_half)"
+LAW_PATTERN = r"power[0-9.]+|power-measured|log"  # names in tempscale.ablation.tau_laws.laws
+SLUG_PATTERN = rf"(?:(?:{'|'.join(FIXES)})-)?tau[0-9.]+-{_LAYERS}|law-(?:{LAW_PATTERN})-{_LAYERS}"
+MEASURED = "power-measured"  # the exponent alpha measured by the theory stage (tau_law.csv)
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One TempScale setting: a fixed tau on some layers, or tau(n) from each input's length."""
+    """One evaluated setting: a fixed tau on some layers (optionally followed by a post-hoc
+    embedding fix), or a temperature law tau(n) from each input's length."""
 
-    slug: str  # file-name-safe id, also the Snakemake wildcard: 'tau0.9-all', 'adaptive-all'
-    mode: str  # 'fixed' | 'adaptive'
-    tau: float  # NaN for adaptive
+    slug: str  # file-name-safe id, also the Snakemake wildcard: 'tau0.9-all', 'law-log-all', 'whiten-tau1-all'
+    mode: str  # 'fixed' | 'law'
+    tau: float  # NaN for a law
     layers: str  # 'all' | 'first_half' | 'last_half'
+    law: str = ""  # mode 'law': 'power0.5', 'power-measured' or 'log'
+    fix: str = ""  # '' or one of FIXES
 
     @property
     def is_baseline(self) -> bool:
-        return self.mode == "fixed" and self.tau == 1.0
+        return self.mode == "fixed" and self.tau == 1.0 and not self.fix
+
+    @property
+    def needs_measured_alpha(self) -> bool:
+        return self.law == MEASURED
+
+    def spec(self) -> dict[str, Any]:
+        """The job's ``variant`` config (JSON-safe; ``job_variant`` reads it back)."""
+        return {"slug": self.slug, "mode": self.mode, "layers": self.layers, "law": self.law, "fix": self.fix,
+                "tau": None if self.mode == "law" else self.tau}
 
 
 def fixed_slug(tau: float, layers: str) -> str:
     return f"tau{float(tau):g}-{layers}"
 
 
-def ablation_variants(config: Mapping[str, Any]) -> list[Variant]:
-    """Every variant of ``tempscale.ablation`` (baseline first), validated."""
-    section = require(config, "ablation")
+def headline_tau(slug: str) -> float:
+    """tau of the claims ledger's headline variant ('tau<x>-all')."""
+    match = re.fullmatch(r"tau([0-9.]+)-all", str(slug))
+    if not match or float(match.group(1)) == 1.0:
+        raise ConfigError(f"data/claims.yaml: headline_tempscale_variant {slug!r} is not 'tau<x>-all' with x != 1")
+    return float(match.group(1))
+
+
+def _fixed_variants(section: Mapping[str, Any]) -> list[Variant]:
     taus = [float(t) for t in section["taus"]]
     if 1.0 not in taus:
         raise ConfigError("config key 'tempscale.ablation.taus' must contain 1.0 (the baseline every delta uses)")
@@ -58,18 +83,54 @@ def ablation_variants(config: Mapping[str, Any]) -> list[Variant]:
             raise ConfigError("config key 'tempscale.ablation.layer_subsets.tau' must differ from 1.0")
         if layers != "all":
             variants.append(Variant(fixed_slug(tau, layers), "fixed", tau, layers))
-    adaptive = section.get("adaptive", {})
-    if adaptive.get("enabled"):
-        variants.append(Variant(f"adaptive-{adaptive.get('layers', 'all')}", "adaptive", math.nan, adaptive.get("layers", "all")))
+    return variants
+
+
+def _law_variants(section: Mapping[str, Any]) -> list[Variant]:
+    laws = section.get("tau_laws") or {}
+    layers = str(laws.get("layers", "all"))
+    variants = []
+    for law in laws.get("laws", []):
+        if not re.fullmatch(LAW_PATTERN, str(law)):
+            raise ConfigError(f"config key 'tempscale.ablation.tau_laws.laws': {law!r} is not power<exponent>, "
+                              f"{MEASURED} or log")
+        variants.append(Variant(f"law-{law}-{layers}", "law", math.nan, layers, law=str(law)))
+    return variants
+
+
+def _fix_variants(section: Mapping[str, Any], headline: float | None) -> list[Variant]:
+    fixes = section.get("fixes") or {}
+    methods = list(fixes.get("methods", []))
+    if not methods:
+        return []
+    taus = [1.0]
+    if fixes.get("with_tempscale"):
+        if headline is None:
+            raise ConfigError("config key 'tempscale.ablation.fixes.with_tempscale' needs the headline tau of data/claims.yaml")
+        taus.append(headline)
+    return [Variant(f"{fix}-{fixed_slug(tau, 'all')}", "fixed", tau, "all", fix=fix) for tau in taus for fix in methods]
+
+
+def ablation_variants(config: Mapping[str, Any], headline: float | None = None) -> list[Variant]:
+    """Every variant of ``tempscale.ablation`` (baseline first), validated. ``headline`` is the
+    claims ledger's headline tau, at which ``fixes.with_tempscale`` combines each fix with TempScale."""
+    section = require(config, "ablation")
+    variants = _fixed_variants(section) + _law_variants(section) + _fix_variants(section, headline)
     slugs = [v.slug for v in variants]
     if len(set(slugs)) != len(slugs):
         raise ConfigError(f"config key 'tempscale.ablation': duplicate variants {slugs}")
     return variants
 
 
-def variant_slugs(config: Mapping[str, Any]) -> list[str]:
+def side_by_side_variants(config: Mapping[str, Any], headline: float | None) -> list[Variant]:
+    """What the fixes comparison shows: tau = 1 first, the headline tau, every law and every fix."""
+    return [v for v in ablation_variants(config, headline)
+            if v.is_baseline or v.mode == "law" or v.fix or (v.layers == "all" and v.tau == headline)]
+
+
+def variant_slugs(config: Mapping[str, Any], headline: float | None = None) -> list[str]:
     """Wildcard values for the rule file (``{variant}``)."""
-    return [v.slug for v in ablation_variants(config)]
+    return [v.slug for v in ablation_variants(config, headline)]
 
 
 def model_slugs(config: Mapping[str, Any]) -> dict[str, str]:
@@ -81,12 +142,12 @@ def model_slugs(config: Mapping[str, Any]) -> dict[str, str]:
     return slugs
 
 
-def parse_variant(slug: str, config: Mapping[str, Any]) -> Variant:
+def parse_variant(slug: str, config: Mapping[str, Any], headline: float | None = None) -> Variant:
     """The configured variant with this slug (a clear error for anything not in the grid)."""
-    for variant in ablation_variants(config):
+    for variant in ablation_variants(config, headline):
         if variant.slug == slug:
             return variant
-    raise ConfigError(f"variant '{slug}' is not in config key 'tempscale.ablation' (have {variant_slugs(config)})")
+    raise ConfigError(f"variant '{slug}' is not in config key 'tempscale.ablation' (have {variant_slugs(config, headline)})")
 
 
 def job_variant(config: Mapping[str, Any]) -> Variant:
@@ -94,8 +155,10 @@ def job_variant(config: Mapping[str, Any]) -> Variant:
     grid): a job never sees the whole grid, so adding a tau reruns only the new tau's jobs."""
     spec = require(config, "variant")
     tau = math.nan if spec.get("tau") is None else float(spec["tau"])
-    variant = Variant(str(spec["slug"]), str(spec["mode"]), tau, str(spec["layers"]))
-    if variant.mode not in ("fixed", "adaptive") or not re.fullmatch(SLUG_PATTERN, variant.slug):
+    variant = Variant(str(spec["slug"]), str(spec["mode"]), tau, str(spec["layers"]),
+                      law=str(spec.get("law") or ""), fix=str(spec.get("fix") or ""))
+    valid = (variant.mode == "law") == bool(variant.law) and variant.fix in ("", *FIXES)
+    if variant.mode not in ("fixed", "law") or not valid or not re.fullmatch(SLUG_PATTERN, variant.slug):
         raise ConfigError(f"TempScale variant {spec} is not a grid variant of 'tempscale.ablation'")
     return variant
 
@@ -111,12 +174,29 @@ def _test_for(task_type: str, section: Mapping[str, Any]) -> str:
     return str(section["test"])
 
 
+def paired_comparison(test: str, variant: Any, baseline: Any, n_resamples: int, seed: int, level: float) -> tuple[float, float, float]:
+    """(p-value, CI low, CI high) of variant - baseline on the same items (frames indexed by
+    item with columns value, gold). STS: Spearman with the gold scores; else the mean item score."""
+    from tsdcls.common.stats import paired_bootstrap_ci
+    from tsdcls.tempscale import stats
+
+    x, y = variant["value"].to_numpy(float), baseline["value"].to_numpy(float)
+    if test == "bootstrap_spearman":
+        gold = baseline["gold"].to_numpy(float)
+        p_value = stats.bootstrap_correlation_test(gold, x, y, n_resamples=n_resamples, seed=seed)
+        return (p_value, *stats.bootstrap_correlation_ci(gold, x, y, n_resamples=n_resamples, seed=seed, level=level))
+    p_value = stats.paired_test(test, n_resamples=n_resamples, seed=seed)(x, y)
+    if len(x) < 2:
+        return p_value, math.nan, math.nan
+    interval = paired_bootstrap_ci(x, y, draws=n_resamples, level=level, seed=seed)
+    return p_value, interval.low, interval.high
+
+
 def compare_with_baseline(scores: Any, per_item: Any, significance: Mapping[str, Any], seed: int) -> Any:
-    """Add baseline_score, delta_vs_tau1, p_value, test, n_items and significant to ``scores``."""
+    """Add baseline_score, delta_vs_tau1 (with a paired 1 - alpha CI), p_value, test, n_items and
+    significant to ``scores``."""
     import numpy as np
     import pandas as pd
-
-    from tsdcls.tempscale import stats
 
     alpha = float(significance["alpha"])
     n_resamples = int(significance["n_resamples"])
@@ -132,41 +212,31 @@ def compare_with_baseline(scores: Any, per_item: Any, significance: Mapping[str,
         record["baseline_score"] = float(base.get(key, np.nan))
         record["delta_vs_tau1"] = record["score"] - record["baseline_score"]
         test = _test_for(row.task_type, significance)
-        p_value, n_items = np.nan, 0
+        p_value, low, high, n_items = np.nan, np.nan, np.nan, 0
         mine = items.get((row.model, row.variant, row.task, row.split, row.subset))
         theirs = items.get((row.model, BASELINE_SLUG, row.task, row.split, row.subset))
         if mine is not None and theirs is not None:
-            metric = row.item_metric
-            a = mine[mine["metric"] == metric].set_index("item")
-            b = theirs[theirs["metric"] == metric].set_index("item")
+            a = mine[mine["metric"] == row.item_metric].set_index("item")
+            b = theirs[theirs["metric"] == row.item_metric].set_index("item")
             common = a.index.intersection(b.index)
             n_items = len(common)
-            if n_items and test == "bootstrap_spearman":
-                p_value = stats.bootstrap_correlation_test(
-                    b.loc[common, "gold"].to_numpy(), a.loc[common, "value"].to_numpy(),
-                    b.loc[common, "value"].to_numpy(), n_resamples=n_resamples, seed=seed,
-                )
-            elif n_items:
-                p_value = stats.paired_test(test, n_resamples=n_resamples, seed=seed)(
-                    a.loc[common, "value"].to_numpy(), b.loc[common, "value"].to_numpy()
-                )
+            if n_items:
+                p_value, low, high = paired_comparison(test, a.loc[common], b.loc[common], n_resamples, seed, 1 - alpha)
         record.update(
-            p_value=p_value,
-            test=test if n_items else "none",
-            n_items=n_items,
-            significant=bool(n_items and p_value < alpha),
-            alpha=alpha,
+            delta_ci_low=low, delta_ci_high=high, p_value=p_value, test=test if n_items else "none",
+            n_items=n_items, significant=bool(n_items and p_value < alpha), alpha=alpha,
         )
         rows.append(record)
     frame = pd.DataFrame(rows)
     # an exact zero for the baseline itself (the subtraction above already gives 0.0)
-    frame.loc[frame["variant"] == BASELINE_SLUG, "delta_vs_tau1"] = 0.0
+    frame.loc[frame["variant"] == BASELINE_SLUG, ["delta_vs_tau1", "delta_ci_low", "delta_ci_high"]] = 0.0
     return frame
 
 
 COLUMNS = [
     "model", "task", "task_type", "split", "length", "subset", "metric", "variant", "tau", "layers",
-    "tau_mode", "score", "baseline_score", "delta_vs_tau1", "p_value", "significant", "test",
+    "tau_mode", "tau_law", "fix", "score", "baseline_score", "delta_vs_tau1", "delta_ci_low", "delta_ci_high",
+    "p_value", "significant", "test",
     "n_items", "alpha", "item_metric", "revision", "evaluation_time_s", "scale",
 ]  # fmt: skip
 
@@ -187,7 +257,10 @@ def run_aggregate(job: Any) -> None:
     )
     frame = compare_with_baseline(scores, per_item, job.config["significance"], seed=job.seed)
     frame["scale"] = job.config.get("scale", "unknown")
-    frame = frame.sort_values(["model", "task", "length", "split", "tau_mode", "layers", "tau"], ascending=[True, True, True, True, False, True, False])
+    for column in ("tau_law", "fix"):  # scores written before laws and fixes existed
+        frame[column] = frame[column].fillna("") if column in frame else ""
+    frame = frame.sort_values(["model", "task", "length", "split", "tau_mode", "fix", "layers", "tau"],
+                              ascending=[True, True, True, True, True, True, True, False])
     write_csv(job.output("ablation"), frame[COLUMNS], job.prov(n_evaluations=len(score_files)))
     significant = frame[(frame["variant"] != BASELINE_SLUG) & frame["significant"]]
     logger.info("%d rows, %d significant at alpha=%s", len(frame), len(significant), job.config["significance"]["alpha"])

@@ -212,14 +212,29 @@ def _documents(sources: Sequence[str], min_words: int) -> list[tuple[str, str, s
             docs += [("wikipedia", a.title, a.body) for a in corpora.wiki_articles() if len(a.body.split()) >= min_words]
         elif source == "shakespeare":
             docs += [("shakespeare", name, text) for name, text in corpora.shakespeare_plays() if len(text.split()) >= min_words]
+        elif source == "lee_background":
+            docs += [("lee_background", name, text) for name, text in _joined(corpora.lee_background_documents(), min_words)]
         else:
-            raise ConfigError(f"config key 'tempscale.collapse.sources': unknown source {source!r} (wikipedia, shakespeare)")
+            raise ConfigError(f"unknown text source {source!r} (wikipedia, shakespeare, lee_background)")
     return docs
 
 
-def window_texts(tokenizer: Any, bins: Sequence[LengthBin], sources: Sequence[str], n_docs: int, seed: int) -> list[CollapseText]:
+def _joined(articles: Sequence[str], min_words: int) -> list[tuple[str, str]]:
+    """Consecutive short articles joined (paragraph breaks) into documents of >= min_words."""
+    docs, start, parts = [], 0, []
+    for index, article in enumerate(articles):
+        parts.append(article)
+        if sum(len(p.split()) for p in parts) >= min_words:
+            docs.append((f"articles {start}-{index}", "\n\n".join(parts)))
+            start, parts = index + 1, []
+    return docs
+
+
+def window_texts(tokenizer: Any, bins: Sequence[LengthBin], sources: Sequence[str], n_docs: int, seed: int,
+                 key: str = "tempscale.collapse") -> list[CollapseText]:
     """Nested windows: from each of ``n_docs`` documents, one window per bin, all starting at
-    the same (random) token of that document, so bins differ by length alone."""
+    the same (random) token of that document, so bins differ by length alone (``key``: the
+    config section named in errors)."""
     special = tokenizer.num_special_tokens_to_add()
     longest = max(b.hi for b in bins) - 1
     rng = np.random.default_rng(derive_seed(seed, "collapse-windows"))
@@ -229,7 +244,8 @@ def window_texts(tokenizer: Any, bins: Sequence[LengthBin], sources: Sequence[st
     for k in range(n_docs):  # round-robin over sources: each gets an equal share
         pool = per_source[sources[k % len(sources)]]
         if not pool:
-            raise ConfigError(f"config key 'tempscale.collapse.sources': no {sources[k % len(sources)]} document is long enough")
+            raise ConfigError(f"config key '{key}': {n_docs} texts per bin need more {sources[k % len(sources)]} documents "
+                              f"of >= {longest} words than there are; lower it or the longest bin")
         chosen.append(pool.pop(int(rng.integers(len(pool)))))
     texts = []
     for source, doc, body in chosen:

@@ -27,6 +27,7 @@ from tsdcls.common.io import write_text
 
 WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 LEE_DOCS = "lee.cor"
+LEE_BACKGROUND = "lee_background.cor"
 LEE_SIMILARITIES = "similarities0-1.txt"
 POLARITY = "pang_lee_polarity.cor"
 NEWSGROUP = "mini_newsgroup"
@@ -164,6 +165,17 @@ def lee_corpus() -> tuple[tuple[str, ...], tuple[tuple[int, int, float], ...]]:
         )
     pairs = tuple((i, j, rows[i][j]) for i in range(len(rows)) for j in range(i + 1, len(rows)))
     return docs, pairs
+
+
+@functools.cache
+def lee_background_documents() -> tuple[str, ...]:
+    """The Lee background corpus: 300 news articles (disjoint from the 50 of ``lee_corpus``),
+    the fit corpus of the post-hoc embedding fixes."""
+    return tuple(
+        line.strip()
+        for line in _data_file(LEE_BACKGROUND).read_text(encoding="latin-1").splitlines()
+        if line.strip()
+    )
 
 
 @functools.cache

@@ -50,15 +50,17 @@ def variant_revision(model: str, variant: Variant, settings: Mapping[str, Any]) 
     return "tempscale-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], device: str) -> tuple[Any, str, dict[str, Any]]:
+def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], device: str, seed: int = 0,
+                 alpha: float | None = None) -> tuple[Any, str, dict[str, Any]]:
     """The SentenceTransformer with the variant applied, its mteb name, and its settings.
 
     The input length is raised to the model's position limit (MiniLM/MPNet: 512, not the 256
     or 384 their sentence-transformers configs truncate at) or ``tempscale.tasks.max_seq_length``.
+    ``alpha``: the theory stage's measured exponent, for the law 'power-measured'.
     """
     from tsdcls.tempscale import patch
 
-    fixed_tau = 1.0 if variant.mode == "adaptive" else variant.tau
+    fixed_tau = 1.0 if variant.mode == "law" else variant.tau
     try:
         revision = patch.model_revision(config, model_name)
         model = patch.load_encoder(model_name, tau=fixed_tau, layers=variant.layers, device=device, revision=revision)
@@ -70,18 +72,50 @@ def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], d
     max_length = int(min(limit, config["tasks"].get("max_seq_length") or limit))
     model.max_seq_length = max_length
     settings: dict[str, Any] = {"max_seq_length": max_length}
-    if variant.mode == "adaptive":
-        adaptive = config["ablation"]["adaptive"]
-        n_ref, exponent, tau_min = int(adaptive["n_ref"]), float(adaptive["exponent"]), float(adaptive["tau_min"])
-        patch.apply_length_adaptive_tempscale(model, n_ref=n_ref, exponent=exponent, tau_min=tau_min, layers=variant.layers)
-        name = patch.adaptive_variant_name(model_name, n_ref, exponent, tau_min)
-        if variant.layers != "all":
-            name += f"-{variant.layers}"
-        model.model_card_data.model_name = name
-        settings.update(adaptive={"n_ref": n_ref, "exponent": exponent, "tau_min": tau_min})
-    else:
-        name = patch.variant_name(model_name, variant.tau, variant.layers)
+    name = patch.variant_name(model_name, variant.tau, variant.layers)
+    if variant.mode == "law":
+        name = _apply_law(model, model_name, variant, config["ablation"]["tau_laws"], alpha, settings)
+    if variant.fix:
+        name = _apply_fix(model, name, variant, config["ablation"]["fixes"], seed, int(config["tasks"]["batch_size"]), settings)
+    model.model_card_data.model_name = name
     return model, name, settings
+
+
+def law_exponent(law: str, alpha: float | None) -> float:
+    """The exponent of a power law ('power0.5' -> 0.5; 'power-measured' -> the measured alpha)."""
+    if law == "power-measured":
+        if alpha is None or not math.isfinite(alpha) or alpha <= 0:
+            raise ConfigError(f"tau law {law}: the theory stage's alpha ({alpha}) is not a positive number "
+                              "(results/theory/tau_law.csv); drop the law from 'tempscale.ablation.tau_laws.laws'")
+        return float(alpha)
+    return float(law[len("power"):]) if law.startswith("power") else math.nan
+
+
+def _apply_law(model: Any, model_name: str, variant: Variant, laws: Mapping[str, Any], alpha: float | None,
+               settings: dict[str, Any]) -> str:
+    """Length-adaptive tau(n) on the variant's layers; returns the variant's mteb model name."""
+    from tsdcls.tempscale import patch
+
+    form = "log" if variant.law == "log" else "power"
+    exponent = law_exponent(variant.law, alpha)
+    n_ref, tau_min = int(laws["n_ref"]), float(laws["tau_min"])
+    patch.apply_length_adaptive_tempscale(model, n_ref=n_ref, exponent=1.0 if form == "log" else exponent,
+                                          tau_min=tau_min, layers=variant.layers, law=form)
+    settings.update(tau_law={"law": variant.law, "form": form, "exponent": exponent, "n_ref": n_ref, "tau_min": tau_min})
+    name = patch.law_variant_name(model_name, form, n_ref, exponent, tau_min)
+    return name if variant.layers == "all" else f"{name}-{variant.layers}"
+
+
+def _apply_fix(model: Any, name: str, variant: Variant, fixes: Mapping[str, Any], seed: int, batch_size: int,
+               settings: dict[str, Any]) -> str:
+    """Fit the variant's post-hoc fix on the held-out corpus and append it; returns the mteb name."""
+    from tsdcls.tempscale import fixes as posthoc
+
+    fit = {k: fixes[k] for k in ("corpus", "fit_texts_per_bin", "length_bins", "whiten_dims")}
+    posthoc.apply_fix(model, variant.fix, fit, seed, batch_size)
+    settings.update(fix={"method": variant.fix, **fit})
+    label = f"whiten{fit['whiten_dims'] or ''}" if variant.fix == "whiten" else variant.fix.replace("_", "")
+    return f"{name}-posthoc-{label}"
 
 
 def token_counter(model: Any) -> Any:
@@ -228,7 +262,8 @@ def _unpack_gold(rows: list[Any]) -> dict[tuple[str, str], dict[Any, float]]:
 
 
 def evaluate_variant(
-    model_name: str, variant: Variant, config: Mapping[str, Any], seed: int, device: str, cache_dir: Path, allow_network: bool
+    model_name: str, variant: Variant, config: Mapping[str, Any], seed: int, device: str, cache_dir: Path, allow_network: bool,
+    alpha: float | None = None,
 ) -> tuple[Any, Any]:
     """Evaluate one variant on every configured task; returns (scores, per_item) DataFrames.
 
@@ -239,7 +274,7 @@ def evaluate_variant(
 
     from tsdcls.tempscale.tasks import build_tasks
 
-    model, name, settings = load_variant(model_name, variant, config, device)
+    model, name, settings = load_variant(model_name, variant, config, device, seed, alpha)
     tasks_cfg = config["tasks"]
     tasks = build_tasks(tasks_cfg, token_counter(model), settings["max_seq_length"], seed, allow_network)
     revision = variant_revision(model_name, variant, {**settings, "seed": seed})
@@ -249,7 +284,8 @@ def evaluate_variant(
     encode_kwargs = {"batch_size": int(tasks_cfg["batch_size"]), "show_progress_bar": False}
     common = {
         "model": model_name, "variant": variant.slug, "tau": variant.tau, "layers": variant.layers,
-        "tau_mode": variant.mode, "mteb_model_name": name, "mteb_model_revision": revision,
+        "tau_mode": variant.mode, "tau_law": variant.law, "fix": variant.fix,
+        "mteb_model_name": name, "mteb_model_revision": revision,
     }  # fmt: skip
     score_rows: list[dict[str, Any]] = []
     item_rows: list[dict[str, Any]] = []
@@ -308,6 +344,17 @@ def _task_rows(task: Any, outcome: TaskOutcome, common: Mapping[str, Any], score
                     )  # fmt: skip
 
 
+def measured_alpha(path: str | Path) -> float:
+    """alpha of tau(n) = (n_ref/n)^alpha pooled over layers, from the theory stage's tau_law.csv."""
+    from tsdcls.common.io import read_csv
+
+    law = read_csv(path)
+    row = law[(law["layer"].astype(str) == "all") & (law["quantity"] == "alpha")]
+    if row.empty:
+        raise ConfigError(f"{path}: no pooled alpha row (layer 'all', quantity 'alpha'); rerun the theory stage")
+    return float(row["estimate"].iloc[0])
+
+
 def run_evaluation(job: Any) -> None:
     """Verb ``tempscale-evaluate``: one model x variant (job params 'model', 'variant')."""
     from tsdcls.common.io import write_csv
@@ -323,9 +370,10 @@ def run_evaluation(job: Any) -> None:
     allow_network = not is_offline()  # the CLI sets the hub's offline switches unless --allow-network
     hub = job.config["tasks"].get("hub", {})
     check_hub_access(hub.get("tasks", []), allow_network, hub.get("benchmarks", []))  # before any model load
+    alpha = measured_alpha(job.input("tau_law")) if variant.needs_measured_alpha else None
     scores, per_item = evaluate_variant(
-        slugs[model_slug], variant, job.config, job.seed, job.device, cache_dir, allow_network
+        slugs[model_slug], variant, job.config, job.seed, job.device, cache_dir, allow_network, alpha
     )
-    prov = job.prov(model=slugs[model_slug], variant=variant.slug)
+    prov = job.prov(model=slugs[model_slug], variant=variant.slug, **({"alpha": alpha} if alpha else {}))
     write_csv(job.output("per_item"), per_item, prov)
     write_csv(job.output("scores"), scores, prov)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tsdcls.common.lowpass import tau_for_length
+from tsdcls.common.lowpass import TAU_LAWS, tau_for_law
 
 LayerSpec = str | Sequence[int]
 TauSpec = float | Sequence[float] | Mapping[int, float]
@@ -77,6 +77,7 @@ class _RowState:
     exponent: float
     tau_min: float
     tau_max: float
+    law: str = "power"
     inv_tau: torch.Tensor | None = None
     last_taus: list[float] = field(default_factory=list)
 
@@ -279,8 +280,11 @@ def apply_length_adaptive_tempscale(
     tau_min: float = 0.5,
     tau_max: float = 1.0,
     layers: LayerSpec = "all",
+    law: str = "power",
 ) -> TempScaleHandle:
-    """TempScale with one tau per input row: tau = tau_for_length(non-padding tokens, n_ref, ...).
+    """TempScale with one tau per input row: tau = tau_for_law(law, non-padding tokens, n_ref, ...).
+
+    ``law`` 'power': (n_ref/n)^exponent; 'log': log n_ref / log n (Scalable-Softmax style).
 
     Rows of one padded batch get different temperatures (a per-row scaling of the logits), so a
     text's embedding does not depend on which other texts share its batch.
@@ -289,9 +293,11 @@ def apply_length_adaptive_tempscale(
         raise ValueError(f"n_ref must be positive, got {n_ref}")
     if not 0 < tau_min <= tau_max:
         raise ValueError(f"need 0 < tau_min <= tau_max, got {tau_min}, {tau_max}")
+    if law not in TAU_LAWS:
+        raise ValueError(f"unknown temperature law {law!r} (have {TAU_LAWS})")
     hf_models = _hf_models(model)
     remove_tempscale(model)
-    state = _RowState(n_ref=int(n_ref), exponent=float(exponent), tau_min=float(tau_min), tau_max=float(tau_max))
+    state = _RowState(n_ref=int(n_ref), exponent=float(exponent), tau_min=float(tau_min), tau_max=float(tau_max), law=law)
     handle: TempScaleHandle | None = None
     for hf_model in hf_models:
         attention = _attention_layers(hf_model)
@@ -301,7 +307,7 @@ def apply_length_adaptive_tempscale(
                 taus={i: 1.0 for i in range(len(attention))},
                 architecture=_architecture(hf_model),
                 n_layers=len(attention),
-                adaptive={"n_ref": n_ref, "exponent": exponent, "tau_min": tau_min, "tau_max": tau_max},
+                adaptive={"law": law, "n_ref": n_ref, "exponent": exponent, "tau_min": tau_min, "tau_max": tau_max},
                 _row_state=state,
             )
             handle.taus = {i: (math.nan if i in chosen else 1.0) for i in range(len(attention))}
@@ -376,7 +382,7 @@ def _set_row_taus(
             raise ValueError("length-adaptive TempScale needs input_ids, inputs_embeds or attention_mask")
         lengths = [int(reference.shape[1])] * int(reference.shape[0])
         device = reference.device
-    taus = [tau_for_length(max(1, n), state.n_ref, state.exponent, state.tau_min, state.tau_max) for n in lengths]
+    taus = [tau_for_law(state.law, max(1, n), state.n_ref, state.exponent, state.tau_min, state.tau_max) for n in lengths]
     state.last_taus = taus
     state.inv_tau = 1.0 / torch.tensor(taus, dtype=torch.float32, device=device)
 
@@ -508,9 +514,10 @@ def variant_name(base_name: str, tau: TauSpec = 1.0, layers: LayerSpec = "all") 
     return f"{base}-tempscale-{_tau_label(tau)}-{_layers_label(layers)}"
 
 
-def adaptive_variant_name(base_name: str, n_ref: int, exponent: float = 0.5, tau_min: float = 0.5) -> str:
-    """Model name of a length-adaptive TempScale variant."""
-    return f"{canonical_model_name(base_name)}-tempscale-adaptive-nref{n_ref}-exp{exponent:g}-min{tau_min:g}"
+def law_variant_name(base_name: str, law: str, n_ref: int, exponent: float = 0.5, tau_min: float = 0.5) -> str:
+    """Model name of a length-adaptive TempScale variant (temperature law tau(n))."""
+    shape = f"power{exponent:g}" if law == "power" else law
+    return f"{canonical_model_name(base_name)}-tempscale-law-{shape}-nref{n_ref}-min{tau_min:g}"
 
 
 def load_encoder(

@@ -132,6 +132,18 @@ def bootstrap_correlation_test(
     return _bootstrap_p(stats, observed)
 
 
+def bootstrap_correlation_ci(
+    gold: Sequence[float], a: Sequence[float], b: Sequence[float], n_resamples: int = 2_000, seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of spearman(gold, a) - spearman(gold, b), resampling pairs together."""
+    g, x, y = (np.asarray(v, dtype=np.float64) for v in (gold, a, b))
+    index = np.random.default_rng(seed).integers(0, g.size, size=(n_resamples, g.size))
+    stats = _spearman_rows(g, x, index) - _spearman_rows(g, y, index)
+    tail = 100.0 * (1.0 - level) / 2.0
+    return float(np.percentile(stats, tail)), float(np.percentile(stats, 100.0 - tail))
+
+
 def paired_test(name: str, n_resamples: int = 10_000, seed: int = 0) -> Callable[[Sequence[float], Sequence[float]], float]:
     """The configured test by name (config key 'tempscale.significance.test')."""
     if name == "sign":
