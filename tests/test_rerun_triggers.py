@@ -28,9 +28,14 @@ EDITS = {
         "figure_theory_attenuation", "figure_tempscale_collapse", "figure_tempscale_passkey_needle",
         "figure_tempscale_tau_sweep", "figure_dcls_accuracy", "figure_dcls_kernels", "figure_dcls_throughput",
         "claims",  # the forest plot
+        "figure_tempscale_fixes",
     ], set()),
     "tempscale.collapse.windows_per_bin": (
-        {"tempscale": {"collapse": {"windows_per_bin": 5}}}, ["tempscale_collapse"], set()),
+        {"tempscale": {"collapse": {"windows_per_bin": 5}}}, ["tempscale_collapse", "tempscale_fix_collapse"], set()),
+    # a fit setting of the post-hoc fixes: the fix variants' evaluations and the fixes' collapse only
+    "tempscale.ablation.fixes.fit_texts_per_bin": (
+        {"tempscale": {"ablation": {"fixes": {"fit_texts_per_bin": 7}}}},
+        ["results/tempscale/eval/minilm/length_center-tau1-all/scores.csv", "tempscale_fix_collapse"], set()),
     "tempscale.tasks.threads": ({"tempscale": {"tasks": {"threads": 2}}}, [], set()),
     "theory.synthetic.trials": ({"theory": {"synthetic": {"trials": 3}}}, ["theory_synthetic"], set()),
 }
@@ -94,4 +99,16 @@ def test_added_tau_plans_only_the_new_taus_jobs_and_aggregates(finished: Path) -
     planned = dry_run(finished, overlay={"tempscale": {"ablation": {"taus": [*taus, ADDED_TAU]}}})
     new_jobs = {("tempscale_evaluate", f"model={m}, variant=tau{ADDED_TAU:g}-all") for m in models}
     expected = new_jobs | dry_run(finished, "--forcerun", "tempscale_ablation")
+    assert planned == expected, f"unexpected {sorted(planned - expected)}; missing {sorted(expected - planned)}"
+
+
+def test_added_law_plans_only_its_job_and_aggregates(finished: Path) -> None:
+    """A new temperature law: its evaluation, the ablation table and the fixes comparison (which
+    shows every law), nothing else; the other laws' and fixes' jobs stay done."""
+    preset = yaml.safe_load((finished / SMOKE_PRESET).read_text())
+    laws = preset["tempscale"]["ablation"]["tau_laws"]["laws"]
+    assert "power0.5" not in laws
+    planned = dry_run(finished, overlay={"tempscale": {"ablation": {"tau_laws": {"laws": [*laws, "power0.5"]}}}})
+    expected = {("tempscale_evaluate", "model=minilm, variant=law-power0.5-all")} | dry_run(
+        finished, "--forcerun", "tempscale_ablation", "tempscale_fix_collapse")
     assert planned == expected, f"unexpected {sorted(planned - expected)}; missing {sorted(expected - planned)}"

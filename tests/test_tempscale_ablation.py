@@ -198,6 +198,32 @@ def test_smoke_figures_and_tables(smoke_run: Path) -> None:
     assert "\\begin{tabular}" in (smoke_run / "results/tables/tempscale_ablation.tex").read_text()
 
 
+def test_smoke_fixes_side_by_side(smoke_run: Path) -> None:
+    """The fixes comparison covers exactly the shown variants, baseline first, in every output."""
+    import yaml
+
+    from tsdcls.common.io import read_csv, read_provenance
+
+    default = yaml.safe_load((smoke_run / "config.yaml").read_text())["tempscale"]
+    preset = _deep_merge(default, yaml.safe_load((smoke_run / "workflow/presets/smoke.yaml").read_text())["tempscale"])
+    shown = [v.slug for v in side_by_side_variants(preset, 0.8)]
+    assert any("law" in v for v in shown) and any("center" in v for v in shown)
+    collapse = read_csv(smoke_run / "results/tempscale/fixes_collapse.csv")
+    assert list(dict.fromkeys(collapse["variant"])) == shown
+    base = collapse[collapse["variant"] == BASELINE_SLUG]
+    assert np.allclose(base["cosine_change_vs_tau1"], 0.0)
+    # the baseline rows are the collapse analysis' own tau = 1 windows: same texts, same numbers
+    analysis = read_csv(smoke_run / "results/tempscale/collapse_similarity.csv")
+    analysis = analysis[(analysis["tau"] == 1.0) & (analysis["kind"] == "window")].set_index("bin")
+    assert np.allclose(base.set_index("bin")["mean_pairwise_cosine"], analysis.loc[base["bin"], "mean_pairwise_cosine"], atol=1e-6)
+    summary = read_csv(smoke_run / "results/tables/tempscale_fixes.csv")
+    assert list(summary["variant"]) == shown and set(summary["kind"]) >= {"untouched", "post-hoc fix", "temperature law"}
+    tasks = (smoke_run / "results/tables/tempscale_fixes_tasks.md").read_text()
+    assert "long: Passkey" in tasks and "short: Lee STS" in tasks
+    for suffix in (".png", ".pdf"):
+        assert read_provenance(smoke_run / f"results/figures/tempscale_fixes{suffix}")["scale"] == "smoke"
+
+
 def test_bootstrap_spearman_rows_match_scipy_with_ties() -> None:
     from scipy.stats import spearmanr
 

@@ -44,7 +44,8 @@ def tasks_line(results: Path) -> str:
     if not path.exists():
         return f"tempscale tasks: not run ({path} missing)"
     frame = read_csv(path)
-    rows = frame[frame["variant"] != "tau1-all"]
+    fix = frame["fix"].fillna("") if "fix" in frame else ""
+    rows = frame[(frame["variant"] != "tau1-all") & (frame["tau_mode"] == "fixed") & (fix == "")]
     parts = []
     for (model, variant), group in rows.groupby(["model", "variant"]):
         sig = group[group["significant"].astype(bool)]
@@ -52,6 +53,17 @@ def tasks_line(results: Path) -> str:
                      f"{len(group)} rows, significant {int((sig['delta_vs_tau1'] > 0).sum())}+/"
                      f"{int((sig['delta_vs_tau1'] < 0).sum())}-")
     return "tempscale tasks vs tau = 1: " + "; ".join(parts)
+
+
+def fixes_line(results: Path) -> str:
+    path = results / "tables/tempscale_fixes.csv"
+    if not path.exists():
+        return f"tempscale fixes: not run ({path} missing)"
+    frame = read_csv(path)
+    parts = [f"{r.model} {r.method}: longest-bin cosine {r.cosine_change:+.3f} vs tau = 1, long tasks "
+             f"{r.long_mean_delta_pp:+.1f} pp ({r.long_up}+/{r.long_down}-), short {r.short_mean_delta_pp:+.1f} pp"
+             for r in frame.itertuples() if r.variant != "tau1-all"]
+    return "tempscale fixes vs tau = 1: " + "; ".join(parts)
 
 
 def dcls_line(results: Path) -> str:
@@ -94,7 +106,7 @@ def main() -> None:
         if path.exists():
             print(f"{label:8s} {path}")
     for line in (claims_line(results), theory_line(results), collapse_line(results), tasks_line(results),
-                 dcls_line(results)):
+                 fixes_line(results), dcls_line(results)):
         print(f"- {line}")
 
 

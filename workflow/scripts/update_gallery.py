@@ -27,6 +27,7 @@ GALLERY = {
     "tempscale_collapse": "Mean pairwise cosine of embeddings per length bin, tau = 1 vs TempScale.",
     "tempscale_passkey_needle": "Passkey / needle retrieval vs length, tau = 1 vs TempScale.",
     "tempscale_tau_sweep": "Score of every local task across the tau sweep.",
+    "tempscale_fixes": "TempScale vs temperature laws vs post-hoc fixes: collapse per length and every task's change.",
     "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds).",
     "dcls_kernels": "Learned DCLS kernel positions after training.",
     "claims_forest": "Every tested claim: estimate, 95% CI and the verdict of its fixed rule.",
@@ -104,11 +105,27 @@ def readme_block(dest: Path, readme: Path, copied: list[str], results_md: Path, 
     return "\n".join(lines)
 
 
+FIXES_TABLES = ("tempscale_fixes", "tempscale_fixes_tasks")  # results/tables/<stem>.md, same run
+
+
+def fixes_section(results: Path) -> list[str]:
+    """The length-collapse fixes tables of the run (docs/tempscale.md defines the methods)."""
+    tables = [results / "tables" / f"{stem}.md" for stem in FIXES_TABLES]
+    if not all(path.is_file() for path in tables):
+        return []
+    body = [line for path in tables for line in (*_without_provenance(path), "")]
+    return ["## Length-collapse fixes side by side", "", "Methods and fit corpus: [tempscale.md](tempscale.md).", "", *body]
+
+
+def _without_provenance(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("<!-- provenance")]
+
+
 def write_results_md(path: Path, table: str, results: Path) -> None:
-    """docs/results.md: the paper-vs-reproduced table and the headlines of the same run."""
+    """docs/results.md: the paper-vs-reproduced table, the fixes tables and the headlines of the same run."""
     text = ["# Results of the gallery run", "",
             "Written by `workflow/scripts/update_gallery.py` from a finished run; never edited by hand.", "",
-            *(f"- {line}" for line in headlines(results)), "", table, ""]
+            *(f"- {line}" for line in headlines(results)), "", table, "", *fixes_section(results)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(text), encoding="utf-8")

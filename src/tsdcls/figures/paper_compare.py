@@ -486,6 +486,14 @@ def _longembed_column(task: Any) -> str | None:
     return None
 
 
+def tempscale_variants_only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Rows of TempScale itself (fixed tau and temperature laws): the post-hoc fixes are other
+    methods, compared in the fixes table, not TempScale results."""
+    if frame is None or "fix" not in frame.columns:
+        return frame
+    return frame[frame["fix"].fillna("").astype(str) == ""]
+
+
 def _baseline_variants(group: pd.DataFrame) -> list[str]:
     if "tau" in group.columns:
         taus = pd.to_numeric(group["tau"], errors="coerce")
@@ -544,7 +552,7 @@ def run_paper_vs_reproduced(job: Any) -> None:
     scale = str(job.config.get("scale", "unknown"))
     runs = job.config.get("runs", {})
     dcls_frame = _read_optional(job, "dcls")
-    tempscale_frame = _read_optional(job, "tempscale")
+    tempscale_frame = tempscale_variants_only(_read_optional(job, "tempscale"))
     dcls_setup = (describe_dcls_run(runs.get("dcls", {}), dcls_frame) if dcls_frame is not None
                   else "DCLS stage not run")
     ts_setup = (describe_tempscale_run(runs.get("tempscale", {}), tempscale_frame)
