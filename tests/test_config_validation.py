@@ -97,6 +97,10 @@ PREFLIGHT_CASES = [
      "config key 'tempscale.ablation.models': model './no/such/folder' folder does not exist"),
     ({"resources": {"rules": {"dcls_train": {"gpus": 2}}}}, "'resources.rules.dcls_train.gpus' asks for 2 GPU(s)"),
     ({"dcls": {"data": {"dataset": "imagefolder", "root": "/tmp"}}}, "config key 'dcls.data.root': /tmp/train does not exist"),
+    ({"tempscale": {"tasks": {"hub": {"tasks": ["LEMBPaskeyRetrieval"]}}}},
+     "config key 'tempscale.tasks.hub.tasks': 'LEMBPaskeyRetrieval' is not a task of mteb 2.26.24 (closest: LEMBPasskeyRetrieval"),
+    ({"tempscale": {"tasks": {"hub": {"benchmarks": ["MTEB(eng,v2)"]}}}},
+     "config key 'tempscale.tasks.hub.benchmarks': 'MTEB(eng,v2)' is not a benchmark of mteb 2.26.24 (closest: MTEB(eng, v2)"),
 ]
 
 
