@@ -138,8 +138,11 @@ def test_paper_vs_reproduced_reads_both_stages(tmp_path: Path) -> None:
         "variant": ["tau1-all", "tau0.8-all"] * 2, "tau": [1.0, 0.8] * 2,
         "layers": ["all"] * 4, "score": [0.50, 0.56, 0.70, 0.69],
         "delta_vs_tau1": [0.0, 0.06, 0.0, -0.01], "p_value": [1.0, 0.01, 1.0, 0.6],
-        "significant": [False, True, False, False],
+        "significant": [False, True, False, False], "status": ["scored"] * 4,
     })
+    skipped = tempscale.iloc[:2].assign(score=float("nan"), delta_vs_tau1=float("nan"), p_value=float("nan"),
+                                        status="skipped: exceeds model positions (512 tokens)")
+    tempscale = pd.concat([tempscale, skipped], ignore_index=True)  # counted nowhere below
     write_csv(tmp_path / "dcls.csv", dcls, {"scale": "smoke"})
     write_csv(tmp_path / "ts.csv", tempscale, {"scale": "smoke"})
     runs = {"dcls": {"data": {"dataset": "fashion_mnist", "image_size": 32}, "train": {"epochs": 1},

@@ -362,6 +362,8 @@ def _tempscale_columns(frame: pd.DataFrame) -> tuple[str, str, str]:
 def _variant_gains(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean Δ over tasks (and lengths) per model x variant, baseline rows left out."""
     score, delta, p_value = _tempscale_columns(frame)
+    if "status" in frame:  # splits longer than a model reads carry no score
+        frame = frame[~frame["status"].astype(str).str.startswith("skipped")]
     scale = _percent_scale(frame[score])
     records = []
     for (model, variant), group in frame.groupby(["model", "variant"], sort=True):
