@@ -118,3 +118,18 @@ def test_preflight_rejects_a_wrong_data_root_before_any_job(workdir: Path) -> No
     code, output = _dry_run_with(workdir, PREFLIGHT_CASES[0][0], "root")
     assert code != 0 and PREFLIGHT_CASES[0][1] in output
     assert not (workdir / "results").exists()
+
+
+def test_a_broken_published_numbers_file_fails_before_any_job(tmp_path: Path) -> None:
+    """data/published_numbers.yaml is checked against its JSON schema while the workflow parses."""
+    workdir = copy_workflow(tmp_path / "run")
+    published = workdir / "data/published_numbers.yaml"
+    data = yaml.safe_load(published.read_text())
+    data["dcls_convnext"][0]["top1_dcls"] = "82.5%"
+    published.write_text(yaml.safe_dump(data))
+    proc = run_snakemake(workdir, "-n", configfiles=("workflow/presets/smoke.yaml",), check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "data/published_numbers.yaml problems, found before any job started" in output
+    assert "key 'dcls_convnext[0].top1_dcls': '82.5%' is not of type 'number'" in output
+    assert not (workdir / "results").exists()

@@ -2,8 +2,9 @@
 
 ``mteb_names.json`` beside this module lists every name ``mteb.get_task`` and
 ``mteb.get_benchmark`` accept in the pinned mteb version (benchmark aliases included);
-``workflow/scripts/mteb_names.py`` regenerates it and ``tests/test_mteb_names.py`` fails when
-the installed mteb no longer matches it. Standard library only (``tsdcls.common.preflight``).
+``workflow/scripts/mteb_names.py`` regenerates it from the installed mteb and
+``tests/test_mteb_names.py`` fails when the two disagree. Standard library only
+(``tsdcls.common.preflight`` runs under a Python that has nothing but Snakemake).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 NAMES_FILE = Path(__file__).with_name("mteb_names.json")
+REGENERATE = "python workflow/scripts/mteb_names.py"
 
 
 def committed_names() -> dict[str, Any]:
@@ -24,46 +26,20 @@ def committed_names() -> dict[str, Any]:
 
 
 def installed_mteb_version() -> str | None:
+    """The installed mteb's version (None without mteb), read without importing it."""
     try:
         return importlib.metadata.version("mteb")
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def live_names() -> dict[str, Any]:
-    """The same lists read from the installed mteb (seconds: every task class is instantiated)."""
-    import logging
-    import warnings
-
-    import mteb
-
-    logging.disable(logging.WARNING)  # mteb warns once per beta task it instantiates
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tasks = mteb.get_tasks(exclude_superseded=False, exclude_private=False, exclude_beta=False)
-    finally:
-        logging.disable(logging.NOTSET)
-    benchmarks = mteb.get_benchmarks()
-    return {
-        "mteb": importlib.metadata.version("mteb"),
-        "tasks": sorted({task.metadata.name for task in tasks}),
-        "benchmarks": sorted({b.name for b in benchmarks} | {a for b in benchmarks for a in b.aliases or ()}),
-    }
-
-
-def known_names() -> dict[str, Any]:
-    """The committed lists, or the installed mteb's own when its version differs from them."""
-    names = committed_names()
-    installed = installed_mteb_version()
-    if installed is not None and installed != names["mteb"]:
-        return live_names()
-    return names
-
-
-def unknown_name_problems(key: str, kind: str, given: Iterable[str], valid: Iterable[str], version: str) -> list[str]:
-    """One line per name not in ``valid``, with the closest valid names and what to do."""
+def unknown_name_problems(key: str, kind: str, given: Iterable[str], valid: Iterable[str], version: str,
+                          installed: str | None = None) -> list[str]:
+    """One line per name not in ``valid``: the closest valid names and what to do (and, when the
+    installed mteb is another version than the list's, how to regenerate the list)."""
     valid = sorted(valid)
+    stale = (f"; the list is mteb {version}'s but mteb {installed} is installed: regenerate it with {REGENERATE}"
+             if installed and installed != version else "")
     out = []
     for name in given:
         if name in valid:
@@ -71,5 +47,5 @@ def unknown_name_problems(key: str, kind: str, given: Iterable[str], valid: Iter
         close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.6)
         hint = f"closest: {', '.join(close)}" if close else "no similar name"
         out.append(f"config key '{key}': {name!r} is not a {kind} of mteb {version} ({hint}); fix the name "
-                   f"(all names: workflow/scripts/mteb_names.py --list {kind}s)")
+                   f"(all names: {REGENERATE} --list {kind}s){stale}")
     return out

@@ -88,10 +88,11 @@ def hub_task_problems(hub: Mapping[str, Any]) -> list[str]:
     tasks, benchmarks = list(hub.get("tasks") or []), list(hub.get("benchmarks") or [])
     if not tasks and not benchmarks:
         return []
-    known = mteb_names.known_names()
-    return (mteb_names.unknown_name_problems("tempscale.tasks.hub.tasks", "task", tasks, known["tasks"], known["mteb"])
+    known, installed = mteb_names.committed_names(), mteb_names.installed_mteb_version()
+    return (mteb_names.unknown_name_problems("tempscale.tasks.hub.tasks", "task", tasks, known["tasks"],
+                                             known["mteb"], installed)
             + mteb_names.unknown_name_problems("tempscale.tasks.hub.benchmarks", "benchmark", benchmarks,
-                                               known["benchmarks"], known["mteb"]))
+                                               known["benchmarks"], known["mteb"], installed))
 
 
 def problems(config: Mapping[str, Any]) -> list[str]:
