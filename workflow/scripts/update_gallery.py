@@ -74,8 +74,7 @@ def headlines(results: Path) -> list[str]:
     spec = importlib.util.spec_from_file_location("tsdcls_summary", Path(__file__).with_name("summary.py"))
     summary = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summary)
-    return [line(results) for line in (summary.claims_line, summary.theory_line, summary.collapse_line, summary.tasks_line,
-                                       summary.dcls_line)]
+    return summary.stage_headlines(results)
 
 
 def run_label(dest: Path, copied: list[str]) -> str:
