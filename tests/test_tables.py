@@ -165,7 +165,7 @@ def test_paper_vs_reproduced_reads_both_stages(tmp_path: Path) -> None:
     assert "80.0 ± 1.0" in dcls_row and "81.2 ± 0.4" in dcls_row and "+1.2" in dcls_row
     gain_row = next(line for line in md.splitlines() if "tau0.8-all" in line and "this run's tasks" in line)
     assert "+2.50" in gain_row and "1/0 of 2" in gain_row  # mean of +6 and -1 points
-    passkey_row = next(line for line in md.splitlines() if "| tau = 1" in line and "minilm" in line)
+    passkey_row = next(line for line in md.splitlines() if "| τ = 1" in line and "minilm" in line)
     assert "50.0" in passkey_row
     assert "82.1" in md and "ImageNet-1k" in md  # the paper rows sit beside this run's
     tex = job.outputs["latex"].read_text()

@@ -23,10 +23,10 @@ from pathlib import Path
 
 # stem under results/figures -> one-line description for the gallery index
 GALLERY = {
-    "theory_attenuation": "Attention's high-frequency gain vs sequence length and tau, with the bound.",
-    "tempscale_collapse": "Mean pairwise cosine of embeddings per length bin, tau = 1 vs TempScale.",
-    "tempscale_passkey_needle": "Passkey / needle retrieval vs length, tau = 1 vs TempScale.",
-    "tempscale_tau_sweep": "Score of every local task across the tau sweep.",
+    "theory_attenuation": "Attention's high-frequency gain vs sequence length and τ, with the bound.",
+    "tempscale_collapse": "Mean pairwise cosine of embeddings per length bin, τ = 1 vs TempScale.",
+    "tempscale_passkey_needle": "Passkey / needle retrieval vs length, τ = 1 vs TempScale.",
+    "tempscale_tau_sweep": "Score of every local task across the τ sweep.",
     "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds).",
     "dcls_kernels": "Learned DCLS kernel positions after training.",
     "claims_forest": "Every tested claim: estimate, 95% CI and the verdict of its fixed rule.",

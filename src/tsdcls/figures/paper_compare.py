@@ -376,7 +376,7 @@ def tempscale_gain_section(published: Mapping[str, Any], frame: pd.DataFrame | N
             "paired test is significant (the stage's alpha) with a gain / a loss. Every variant is listed: picking the best one on the same data "
             "overstates it."
         )
-    return Section("tempscale_gain", "TempScale: average gain over tau = 1", pd.DataFrame(rows), notes)
+    return Section("tempscale_gain", "TempScale: average gain over τ = 1", pd.DataFrame(rows), notes)
 
 
 _LONGEMBED_PATTERNS = {
@@ -391,7 +391,7 @@ def longembed_section(published: Mapping[str, Any], frame: pd.DataFrame | None, 
     rows = []
     for model, values in baselines["rows"].items():
         row = {"Run": f"paper ({baselines['source']})", "Setup": published["setups"]["longembed_baselines"],
-               "Model": model, "Variant": "tau = 1"}
+               "Model": model, "Variant": "τ = 1"}
         row.update({column: _fmt(value) for column, value in zip(columns, values, strict=True)})
         rows.append(row)
     run_label = f"this run ({scale})"
@@ -408,7 +408,7 @@ def longembed_section(published: Mapping[str, Any], frame: pd.DataFrame | None, 
         matched = frame[frame["_column"].notna()]
         gains = _variant_gains(frame)
         for model, group in matched.groupby("model", sort=True):
-            chosen = [(v, "tau = 1") for v in _baseline_variants(group)]
+            chosen = [(v, "τ = 1") for v in _baseline_variants(group)]
             model_gains = gains[gains["model"] == str(model)] if not gains.empty else gains
             if not model_gains.empty:
                 best = model_gains.sort_values("gain", ascending=False).iloc[0]["variant"]
