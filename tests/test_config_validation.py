@@ -97,6 +97,10 @@ PREFLIGHT_CASES = [
      "config key 'tempscale.ablation.models': model './no/such/folder' folder does not exist"),
     ({"resources": {"rules": {"dcls_train": {"gpus": 2}}}}, "'resources.rules.dcls_train.gpus' asks for 2 GPU(s)"),
     ({"dcls": {"data": {"dataset": "imagefolder", "root": "/tmp"}}}, "config key 'dcls.data.root': /tmp/train does not exist"),
+    ({"tempscale": {"tasks": {"hub": {"tasks": ["LEMBPaskeyRetrieval"]}}}},
+     "config key 'tempscale.tasks.hub.tasks': 'LEMBPaskeyRetrieval' is not a task of mteb 2.26.24 (closest: LEMBPasskeyRetrieval"),
+    ({"tempscale": {"tasks": {"hub": {"benchmarks": ["MTEB(eng,v2)"]}}}},
+     "config key 'tempscale.tasks.hub.benchmarks': 'MTEB(eng,v2)' is not a benchmark of mteb 2.26.24 (closest: MTEB(eng, v2)"),
 ]
 
 
@@ -113,4 +117,19 @@ def test_preflight_names_the_key(overlay: dict, expected: str) -> None:
 def test_preflight_rejects_a_wrong_data_root_before_any_job(workdir: Path) -> None:
     code, output = _dry_run_with(workdir, PREFLIGHT_CASES[0][0], "root")
     assert code != 0 and PREFLIGHT_CASES[0][1] in output
+    assert not (workdir / "results").exists()
+
+
+def test_a_broken_published_numbers_file_fails_before_any_job(tmp_path: Path) -> None:
+    """data/published_numbers.yaml is checked against its JSON schema while the workflow parses."""
+    workdir = copy_workflow(tmp_path / "run")
+    published = workdir / "data/published_numbers.yaml"
+    data = yaml.safe_load(published.read_text())
+    data["dcls_convnext"][0]["top1_dcls"] = "82.5%"
+    published.write_text(yaml.safe_dump(data))
+    proc = run_snakemake(workdir, "-n", configfiles=("workflow/presets/smoke.yaml",), check=False, timeout=120)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "data/published_numbers.yaml problems, found before any job started" in output
+    assert "key 'dcls_convnext[0].top1_dcls': '82.5%' is not of type 'number'" in output
     assert not (workdir / "results").exists()

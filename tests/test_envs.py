@@ -62,16 +62,30 @@ def _env_pip(env_file) -> list[str]:
     return next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
 
 
-def _third_party_imports(stage: str) -> set[str]:
-    """Top-level modules imported anywhere in the stage's package and in common/."""
+def _imports(path) -> set[str]:
+    """Dotted modules a file imports (``from tsdcls.common import io`` gives tsdcls.common.io too)."""
     names: set[str] = set()
-    for folder in (REPO / "src/tsdcls" / stage, REPO / "src/tsdcls/common"):
-        for path in folder.rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Import):
-                    names |= {a.name.split(".")[0] for a in node.names}
-                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    names.add(node.module.split(".")[0])
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def _third_party_imports(stage: str) -> set[str]:
+    """Top-level modules imported anywhere in the stage's package and in the common/ modules it
+    reaches (directly or through other common/ modules)."""
+    common = {f"tsdcls.common.{p.stem}": p for p in (REPO / "src/tsdcls/common").glob("*.py")}
+    files = list((REPO / "src/tsdcls" / stage).rglob("*.py"))
+    names: set[str] = set()
+    seen: set[str] = set()
+    while files:
+        found = _imports(files.pop())
+        names |= {n.split(".")[0] for n in found}
+        for module in sorted((found & set(common)) - seen):
+            seen.add(module)
+            files.append(common[module])
     return {n for n in names if n not in sys.stdlib_module_names and n not in ("tsdcls", "__future__")}
 
 

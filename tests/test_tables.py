@@ -94,26 +94,36 @@ def test_published_numbers_file_is_valid_and_carries_sources() -> None:
         assert source["arxiv"] and source["table"]
 
 
-def test_published_numbers_errors_name_the_key(tmp_path: Path) -> None:
+PUBLISHED_CASES = [  # (edit of the committed file, key the error must name): schema, then cross-references
+    (lambda d: d["dcls_convnext"][0].update(top1_dcls="82.5%"), r"dcls_convnext\[0\]\.top1_dcls"),
+    (lambda d: d["dcls_convnext"][1].pop("params_m"), r"key 'dcls_convnext\[1\]': 'params_m' is a required"),
+    (lambda d: d["sources"]["dcls_iclr2023"].update(table_checked="yes"), r"sources\.dcls_iclr2023\.table_checked"),
+    (lambda d: d.update(surprise=1), "surprise"),
+    (lambda d: d["tempscale_average_gain"][1].update(source="nowhere"), r"tempscale_average_gain\[1\]\.source"),
+    (lambda d: d["longembed_baselines"]["rows"].update({"BGE-Base": [1.0, 2.0]}), r"longembed_baselines\.rows\.BGE-Base"),
+]
+
+
+@pytest.mark.parametrize(("edit", "pattern"), PUBLISHED_CASES)
+def test_published_numbers_errors_name_the_key(tmp_path: Path, edit, pattern: str) -> None:
+    bad = yaml.safe_load((REPO / "data" / "published_numbers.yaml").read_text())
+    edit(bad)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=pattern) as err:
+        paper_compare.load_published(path)
+    assert "\n" not in str(err.value) and str(err.value).startswith(f"{path}: key '")
+
+
+def test_published_numbers_schema_checks_the_committed_file() -> None:
+    """The schema the workflow applies at parse time: the committed file passes, a bad one does not."""
+    from tsdcls.common.schema import schema_problems
+
+    schema = REPO / "workflow/schemas/published_numbers.schema.yaml"
     good = yaml.safe_load((REPO / "data" / "published_numbers.yaml").read_text())
-    cases = []
-    bad = yaml.safe_load(yaml.safe_dump(good))
-    bad["dcls_convnext"][0]["top1_dcls"] = "82.5%"
-    cases.append((bad, r"dcls_convnext\[0\]\.top1_dcls"))
-    bad = yaml.safe_load(yaml.safe_dump(good))
-    bad["tempscale_average_gain"][1]["source"] = "nowhere"
-    cases.append((bad, r"tempscale_average_gain\[1\]\.source"))
-    bad = yaml.safe_load(yaml.safe_dump(good))
-    bad["longembed_baselines"]["rows"]["BGE-Base"] = [1.0, 2.0]
-    cases.append((bad, r"longembed_baselines\.rows\.BGE-Base"))
-    bad = yaml.safe_load(yaml.safe_dump(good))
-    bad["surprise"] = 1
-    cases.append((bad, "surprise"))
-    for index, (payload, pattern) in enumerate(cases):
-        path = tmp_path / f"bad{index}.yaml"
-        path.write_text(yaml.safe_dump(payload))
-        with pytest.raises(ConfigError, match=pattern):
-            paper_compare.load_published(path)
+    assert schema_problems(good, schema) == []
+    good["longembed_baselines"]["rows"]["E5-Base"][0] = 380.0
+    assert schema_problems(good, schema) == ["key 'longembed_baselines.rows.E5-Base[0]': 380.0 is greater than the maximum of 100"]
 
 
 def _job(tmp_path: Path, inputs: dict[str, Path], runs: dict | None = None):
@@ -138,8 +148,11 @@ def test_paper_vs_reproduced_reads_both_stages(tmp_path: Path) -> None:
         "variant": ["tau1-all", "tau0.8-all"] * 2, "tau": [1.0, 0.8] * 2,
         "layers": ["all"] * 4, "score": [0.50, 0.56, 0.70, 0.69],
         "delta_vs_tau1": [0.0, 0.06, 0.0, -0.01], "p_value": [1.0, 0.01, 1.0, 0.6],
-        "significant": [False, True, False, False],
+        "significant": [False, True, False, False], "status": ["scored"] * 4,
     })
+    skipped = tempscale.iloc[:2].assign(score=float("nan"), delta_vs_tau1=float("nan"), p_value=float("nan"),
+                                        status="skipped: exceeds model positions (512 tokens)")
+    tempscale = pd.concat([tempscale, skipped], ignore_index=True)  # counted nowhere below
     write_csv(tmp_path / "dcls.csv", dcls, {"scale": "smoke"})
     write_csv(tmp_path / "ts.csv", tempscale, {"scale": "smoke"})
     runs = {"dcls": {"data": {"dataset": "fashion_mnist", "image_size": 32}, "train": {"epochs": 1},
@@ -152,7 +165,7 @@ def test_paper_vs_reproduced_reads_both_stages(tmp_path: Path) -> None:
     assert "80.0 ± 1.0" in dcls_row and "81.2 ± 0.4" in dcls_row and "+1.2" in dcls_row
     gain_row = next(line for line in md.splitlines() if "tau0.8-all" in line and "this run's tasks" in line)
     assert "+2.50" in gain_row and "1/0 of 2" in gain_row  # mean of +6 and -1 points
-    passkey_row = next(line for line in md.splitlines() if "| tau = 1" in line and "minilm" in line)
+    passkey_row = next(line for line in md.splitlines() if "| τ = 1" in line and "minilm" in line)
     assert "50.0" in passkey_row
     assert "82.1" in md and "ImageNet-1k" in md  # the paper rows sit beside this run's
     tex = job.outputs["latex"].read_text()

@@ -233,3 +233,20 @@ def test_bootstrap_spearman_rows_match_scipy_with_ties() -> None:
     index = rng.integers(0, 300, size=(4, 300))
     ours = stats._spearman_rows(gold, values, index)
     assert np.allclose(ours, [spearmanr(gold[i], values[i])[0] for i in index])
+
+
+def test_skipped_splits_stay_in_the_ablation_and_its_table() -> None:
+    from tsdcls.figures.tempscale_tasks import ablation_table
+
+    scores, items = _frames()
+    scores["status"], scores["length"] = "scored", 64.0
+    reason = "skipped: exceeds model positions (512 tokens)"
+    skipped = scores.assign(split="test_1024", length=1024.0, score=np.nan, status=reason)
+    out = compare_with_baseline(pd.concat([scores, skipped], ignore_index=True), items,
+                                {"test": "sign", "alpha": 0.05, "n_resamples": 200}, seed=0)
+    rows = out[out["split"] == "test_1024"]
+    assert len(rows) == 2 and (rows["status"] == reason).all()
+    assert rows["delta_vs_tau1"].drop(rows.index[rows["variant"] == BASELINE_SLUG]).isna().all()
+    assert not rows["significant"].any() and (rows["n_items"] == 0).all()
+    table = ablation_table(out.assign(tau=1.0, layers="all", tau_mode="fixed"))
+    assert (table.loc[table["split"] == "test_1024"].drop(columns=["model", "task", "split", "metric"]) == reason).all(axis=None)

@@ -210,3 +210,30 @@ def test_unsupported_model_is_a_config_error(tmp_path: Path, tokenizer) -> None:
     with pytest.raises(ConfigError, match="unsupported") as err:
         load_variant(str(folder), parse_variant("tau1-all", config), config, "cpu")
     assert "tempscale.ablation.models" in str(err.value)
+
+
+def test_splits_longer_than_the_model_reads_are_skipped_rows(tmp_path: Path) -> None:
+    """MiniLM reads 512 positions: a 1024-token split is a 'skipped' row in scores.csv, not dropped;
+    a task whose every length is too long is not built and leaves skipped rows only."""
+    from tsdcls.tempscale.ablation import parse_variant
+    from tsdcls.tempscale.evaluate import evaluate_variant
+
+    tasks = {**TINY, **{key: {**TINY[key], "enabled": False} for key in ("needle", "lee_sts", "polarity", "newsgroups")},
+             "passkey": {**TINY["passkey"], "lengths": [64, 1024]}, "longdoc": {**TINY["longdoc"], "lengths": [1024]}}
+    config = {"tasks": tasks, "ablation": ABLATION}
+    scores, per_item = evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", tmp_path, False)
+    rows = {(r.task, r.split): r for r in scores.itertuples()}
+    assert set(rows) == {("TsdclsPasskeyRetrieval", "test_64"), ("TsdclsPasskeyRetrieval", "test_1024"),
+                         ("TsdclsWikiLongDocRetrieval", "test_1024")}
+    assert rows[("TsdclsPasskeyRetrieval", "test_64")].status == "scored"
+    for key in (("TsdclsPasskeyRetrieval", "test_1024"), ("TsdclsWikiLongDocRetrieval", "test_1024")):
+        assert rows[key].status == "skipped: exceeds model positions (512 tokens)" and np.isnan(rows[key].score)
+        assert rows[key].length == 1024 and rows[key].variant == "tau1-all"
+    assert set(per_item["split"]) == {"test_64"}
+
+
+def test_skip_reason_names_the_config_cap() -> None:
+    from tsdcls.tempscale.tasks import skip_reason
+
+    assert skip_reason(100, 512) == "skipped: exceeds tempscale.tasks.max_seq_length (100 tokens)"
+    assert skip_reason(512, 512) == "skipped: exceeds model positions (512 tokens)"

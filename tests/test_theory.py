@@ -19,7 +19,7 @@ from tsdcls.common.job import Job
 from tsdcls.common.lowpass import attention_from_logits, high_frequency_gain, small_logit_gain
 from tsdcls.theory import bounds, logits
 from tsdcls.theory.checks import run_summary, run_synthetic_checks
-from tsdcls.theory.real_attention import clean_wiki_text, logit_half_range
+from tsdcls.theory.real_attention import logit_half_range
 from tsdcls.theory.record import CheckFailed
 from tsdcls.theory.synthetic import SyntheticSettings
 
@@ -88,9 +88,18 @@ def test_logit_half_range_is_read_off_the_probabilities() -> None:
     assert torch.allclose(logit_half_range(attention_from_logits(scores)), torch.tensor([1.5], dtype=torch.float64))
 
 
-def test_clean_wiki_text_strips_markup() -> None:
-    text = clean_wiki_text("'''Albedo''' is the [[reflectance|diffuse reflection]] of {{cite|x}}\n\n light.")
+def test_wiki_text_strips_markup() -> None:
+    from tsdcls.common.wikipedia import plain_text, strip_markup
+
+    text = plain_text(strip_markup("'''Albedo''' is the [[reflectance|diffuse reflection]] of {{cite|x}}\n\n light."))
     assert text == "Albedo is the diffuse reflection of light."
+
+
+def test_wiki_dump_named_in_the_config_must_exist(tmp_path) -> None:
+    from tsdcls.common.wikipedia import dump_path
+
+    with pytest.raises(ConfigError, match="config key 'theory.real_attention.wiki_dump': .*nope.bz2 does not exist"):
+        dump_path(str(tmp_path / "nope.bz2"), key="theory.real_attention.wiki_dump")
 
 
 def test_settings_errors_name_the_key() -> None:

@@ -21,6 +21,7 @@ if os.path.isdir(os.path.join(SRC, "tsdcls")):
     os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))
 
 from tsdcls.common.preflight import problems as preflight_problems  # noqa: E402  (stdlib-only modules)
+from tsdcls.common.schema import schema_problems  # noqa: E402  (jsonschema and yaml: Snakemake's own)
 from tsdcls.common.variants import DCLS_VARIANTS  # noqa: E402
 from tsdcls.tempscale.ablation import SLUG_PATTERN as TEMPSCALE_SLUG_PATTERN  # noqa: E402
 from tsdcls.tempscale.ablation import ablation_variants as tempscale_variants  # noqa: E402
@@ -321,6 +322,14 @@ def dcls_kernel_inputs(wildcards) -> list[str]:
 
 
 PUBLISHED_NUMBERS = "data/published_numbers.yaml"
+PUBLISHED_SCHEMA = "workflow/schemas/published_numbers.schema.yaml"
+PUBLISHED_PROBLEMS = schema_problems(
+    yaml.safe_load(open(os.path.join(workflow.basedir, PUBLISHED_NUMBERS), encoding="utf-8")),
+    os.path.join(workflow.basedir, PUBLISHED_SCHEMA),
+)
+if PUBLISHED_PROBLEMS:
+    raise WorkflowError(f"{PUBLISHED_NUMBERS} problems, found before any job started:\n  - "
+                        + "\n  - ".join(PUBLISHED_PROBLEMS))
 
 
 def claims_inputs(wildcards) -> dict[str, str]:
@@ -347,7 +356,7 @@ def fixes_figure_config(wildcards) -> str:
 def paper_compare_inputs(wildcards) -> dict[str, str]:
     """Published numbers, plus each stage's ablation.csv when the stage is on and a rule makes it
     (a stage that is off gives "not run" cells instead of a missing-input error)."""
-    inputs = {"published": PUBLISHED_NUMBERS}
+    inputs = {"published": PUBLISHED_NUMBERS, "published_schema": PUBLISHED_SCHEMA}
     for stage in ("dcls", "tempscale"):
         path = f"{RESULTS}/{stage}/ablation.csv"
         if enabled(stage) and any(r.is_producer(path) for r in workflow.rules):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -17,78 +18,82 @@ import pandas as pd
 from tsdcls.common.io import read_csv
 
 
-def theory_line(results: Path) -> str:
-    path = results / "theory/checks.json"
-    if not path.exists():
-        return f"theory: not run ({path} missing)"
+def theory_headline(path: Path) -> str:
     checks = json.loads(path.read_text())["checks"]
     failed = [c["name"] for c in checks if not c["holds"]]
-    return f"theory: {len(checks) - len(failed)} of {len(checks)} checks hold" + (
+    return f"{len(checks) - len(failed)} of {len(checks)} checks hold" + (
         f" (failed: {', '.join(failed)})" if failed else "")
 
 
-def collapse_line(results: Path) -> str:
-    path = results / "tempscale/collapse_similarity.csv"
-    if not path.exists():
-        return f"tempscale collapse: not run ({path} missing)"
+def collapse_headline(path: Path) -> str:
     frame = read_csv(path)
     base = frame[(frame["tau"] == 1.0) & (frame["kind"] == "window")].sort_values("bin_lo")
     parts = [f"{model}: {rows['mean_pairwise_cosine'].iloc[0]:.3f} ({rows['bin'].iloc[0]} tokens) -> "
              f"{rows['mean_pairwise_cosine'].iloc[-1]:.3f} ({rows['bin'].iloc[-1]} tokens)"
              for model, rows in base.groupby("model")]
-    return "tempscale collapse, mean pairwise cosine of windows at tau = 1: " + "; ".join(parts)
+    return "mean pairwise cosine of windows at τ = 1, " + "; ".join(parts)
 
 
-def tasks_line(results: Path) -> str:
-    path = results / "tempscale/ablation.csv"
-    if not path.exists():
-        return f"tempscale tasks: not run ({path} missing)"
+def tasks_headline(path: Path) -> str:
     frame = read_csv(path)
     fix = frame["fix"].fillna("") if "fix" in frame else ""
-    rows = frame[(frame["variant"] != "tau1-all") & (frame["tau_mode"] == "fixed") & (fix == "")]
+    skipped = (frame["status"].astype(str).str.startswith("skipped") if "status" in frame
+               else pd.Series(False, index=frame.index))
+    rows = frame[(frame["variant"] != "tau1-all") & (frame["tau_mode"] == "fixed") & (fix == "") & ~skipped]
     parts = []
     for (model, variant), group in rows.groupby(["model", "variant"]):
         sig = group[group["significant"].astype(bool)]
         parts.append(f"{model} {variant}: mean delta {100 * group['delta_vs_tau1'].mean():+.2f} pp over "
                      f"{len(group)} rows, significant {int((sig['delta_vs_tau1'] > 0).sum())}+/"
                      f"{int((sig['delta_vs_tau1'] < 0).sum())}-")
-    return "tempscale tasks vs tau = 1: " + "; ".join(parts)
+    note = f" ({int(skipped.sum())} rows skipped: longer than the model reads)" if skipped.any() else ""
+    return "vs τ = 1, " + "; ".join(parts) + note
 
 
-def fixes_line(results: Path) -> str:
-    path = results / "tables/tempscale_fixes.csv"
-    if not path.exists():
-        return f"tempscale fixes: not run ({path} missing)"
+def fixes_headline(path: Path) -> str:
     frame = read_csv(path)
-    parts = [f"{r.model} {r.method}: longest-bin cosine {r.cosine_change:+.3f} vs tau = 1, long tasks "
+    parts = [f"{r.model} {r.method}: longest-bin cosine {r.cosine_change:+.3f}, long tasks "
              f"{r.long_mean_delta_pp:+.1f} pp ({r.long_up}+/{r.long_down}-), short {r.short_mean_delta_pp:+.1f} pp"
              for r in frame.itertuples() if r.variant != "tau1-all"]
-    return "tempscale fixes vs tau = 1: " + "; ".join(parts)
+    return "vs τ = 1, " + "; ".join(parts)
 
 
-def dcls_line(results: Path) -> str:
-    path = results / "dcls/ablation.csv"
-    if not path.exists():
-        return f"dcls: not run ({path} missing)"
+def dcls_headline(path: Path) -> str:
     frame = read_csv(path)
     parts = []
     for row in frame.itertuples():
         std = "" if pd.isna(row.top1_std) or not math.isfinite(row.top1_std) else f" ± {row.top1_std:.1f}"
         kernel = "" if row.variant == "dense" else f" k{row.kernel_count}/d{row.dks}"
         parts.append(f"{row.family} {row.variant}{kernel} {row.top1_mean:.1f}{std} (n={row.n_seeds})")
-    return "dcls top-1 (%), mean ± std over seeds: " + "; ".join(parts)
+    return "top-1 (%), mean ± std over seeds: " + "; ".join(parts)
 
 
-def claims_line(results: Path) -> str:
-    path = results / "claims.csv"
-    if not path.exists():
-        return f"claims: not evaluated ({path} missing)"
+def claims_headline(path: Path) -> str:
     frame = read_csv(path)
     counts = frame["verdict"].value_counts()
     tested = frame[frame["verdict"] != "not tested"]
     decided = ", ".join(f"{r.id} {r.verdict}" for r in tested.itertuples() if r.verdict != "inconclusive")
-    return ("claims: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-            + (f"; decided: {decided}" if decided else ""))
+    return ", ".join(f"{v} {k}" for k, v in counts.items()) + (f"; decided: {decided}" if decided else "")
+
+
+# (label, result file under results/, headline from that file, what a missing file means)
+HEADLINES: tuple[tuple[str, str, Callable[[Path], str], str], ...] = (
+    ("claims", "claims.csv", claims_headline, "not evaluated"),
+    ("theory", "theory/checks.json", theory_headline, "not run"),
+    ("tempscale collapse", "tempscale/collapse_similarity.csv", collapse_headline, "not run"),
+    ("tempscale tasks", "tempscale/ablation.csv", tasks_headline, "not run"),
+    ("tempscale fixes", "tables/tempscale_fixes.csv", fixes_headline, "not run"),
+    ("dcls", "dcls/ablation.csv", dcls_headline, "not run"),
+)
+
+
+def stage_headlines(results: Path) -> list[str]:
+    """One line per stage, each read from its result file; a missing file says so."""
+    lines = []
+    for label, relative, headline, missing in HEADLINES:
+        path = results / relative
+        lines.append(f"{label}: {headline(path)}" if path.exists() else f"{label}: {missing} ({path} missing)")
+    return lines
 
 
 def main() -> None:
@@ -105,8 +110,7 @@ def main() -> None:
         path = results / sub if sub else results
         if path.exists():
             print(f"{label:8s} {path}")
-    for line in (claims_line(results), theory_line(results), collapse_line(results), tasks_line(results),
-                 fixes_line(results), dcls_line(results)):
+    for line in stage_headlines(results):
         print(f"- {line}")
 
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 # stem under results/figures -> one-line description for the gallery index
 GALLERY = {
-    "theory_attenuation": "Attention's high-frequency gain vs sequence length and tau, with the bound.",
-    "tempscale_collapse": "Mean pairwise cosine of embeddings per length bin, tau = 1 vs TempScale.",
-    "tempscale_passkey_needle": "Passkey / needle retrieval vs length, tau = 1 vs TempScale.",
-    "tempscale_tau_sweep": "Score of every local task across the tau sweep.",
+    "theory_attenuation": "Attention's high-frequency gain vs sequence length and τ, with the bound.",
+    "tempscale_collapse": "Mean pairwise cosine of embeddings per length bin, τ = 1 vs TempScale.",
+    "tempscale_passkey_needle": "Passkey / needle retrieval vs length, τ = 1 vs TempScale.",
+    "tempscale_tau_sweep": "Score of every local task across the τ sweep.",
     "tempscale_fixes": "TempScale vs temperature laws vs post-hoc fixes: collapse per length and every task's change.",
     "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds).",
     "dcls_kernels": "Learned DCLS kernel positions after training.",
@@ -75,8 +75,7 @@ def headlines(results: Path) -> list[str]:
     spec = importlib.util.spec_from_file_location("tsdcls_summary", Path(__file__).with_name("summary.py"))
     summary = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summary)
-    return [line(results) for line in (summary.claims_line, summary.theory_line, summary.collapse_line, summary.tasks_line,
-                                       summary.dcls_line)]
+    return summary.stage_headlines(results)
 
 
 def run_label(dest: Path, copied: list[str]) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tsdcls.common import mteb_names
 from tsdcls.common.variants import OFFLINE_MODEL_ALIASES
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -81,6 +82,19 @@ def device_problems(config: Mapping[str, Any]) -> list[str]:
             for rule, gpus in gpu_rules.items() if gpus]
 
 
+def hub_task_problems(hub: Mapping[str, Any]) -> list[str]:
+    """Hub task and benchmark names against mteb's registry (the committed list, see
+    tsdcls.common.mteb_names), so a typo fails now and not after a model has loaded."""
+    tasks, benchmarks = list(hub.get("tasks") or []), list(hub.get("benchmarks") or [])
+    if not tasks and not benchmarks:
+        return []
+    known, installed = mteb_names.committed_names(), mteb_names.installed_mteb_version()
+    return (mteb_names.unknown_name_problems("tempscale.tasks.hub.tasks", "task", tasks, known["tasks"],
+                                             known["mteb"], installed)
+            + mteb_names.unknown_name_problems("tempscale.tasks.hub.benchmarks", "benchmark", benchmarks,
+                                               known["benchmarks"], known["mteb"], installed))
+
+
 def problems(config: Mapping[str, Any]) -> list[str]:
     """Every problem that can be known before the first job, one line each."""
     out = device_problems(config)
@@ -90,6 +104,7 @@ def problems(config: Mapping[str, Any]) -> list[str]:
         section = config["tempscale"]
         out += [p for m in section["models"] for p in model_problems("tempscale.models", str(m))]
         out += [p for m in section["ablation"]["models"] for p in model_problems("tempscale.ablation.models", str(m))]
+        out += hub_task_problems(section["tasks"].get("hub") or {})
     if config["theory"]["enabled"]:
         out += model_problems("theory.real_attention.model", str(config["theory"]["real_attention"]["model"]))
     return out

@@ -128,7 +128,7 @@ def sigma_tau_gain(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.ran
     gains = _need(data, "real_gain")
     tau = float(gains["tau"].min())
     if tau >= 1.0:
-        raise NotTested("theory.real_attention.taus holds no tau < 1")
+        raise NotTested("theory.real_attention.taus holds no τ < 1")
     keys = ["text", "n", "layer"]
     pairs = gains[gains["tau"] == tau].merge(gains[gains["tau"] == 1.0], on=keys, suffixes=("", "_base"))
 
@@ -136,7 +136,7 @@ def sigma_tau_gain(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.ran
         return float(np.mean(np.log(frame["sigma_a"] / frame["sigma_a_base"])))
 
     est = _text_bootstrap(pairs, mean_log_ratio, rng)
-    est.unit, est.note = "log ratio", f"tau = {tau:g}"
+    est.unit, est.note = "log ratio", f"τ = {tau:g}"
     return est
 
 
@@ -144,7 +144,7 @@ def _collapse_bins(data: Mapping[str, Any], tau: float) -> pd.DataFrame:
     frame = _need(data, "collapse")
     rows = frame[(frame["kind"] == "window") & np.isclose(frame["tau"], tau)].sort_values("bin_lo")
     if rows.empty:
-        raise NotTested(f"no window rows at tau = {tau:g} in collapse_similarity.csv")
+        raise NotTested(f"no window rows at τ = {tau:g} in collapse_similarity.csv")
     return rows
 
 
@@ -182,10 +182,10 @@ def collapse_tau_reduction(data: Mapping[str, Any], args: Mapping[str, Any], rng
     tau = _headline_tau(data)
     row = _collapse_bins(data, tau).iloc[-1]
     if "cosine_change_vs_tau1" not in row.index:
-        raise NotTested("the collapse table has no paired change vs tau = 1")
+        raise NotTested("the collapse table has no paired change vs τ = 1")
     return Estimate(-float(row["cosine_change_vs_tau1"]), -float(row["cosine_change_vs_tau1_ci_high"]),
                     -float(row["cosine_change_vs_tau1_ci_low"]), int(row["n_texts"]), "cosine",
-                    f"{row['model']} tau {tau:g}, bin {row['bin']}, paired over texts")
+                    f"{row['model']} τ {tau:g}, bin {row['bin']}, paired over texts")
 
 
 def _headline_tau(data: Mapping[str, Any]) -> float:

@@ -21,6 +21,7 @@ import yaml
 
 from tsdcls.common.config import ConfigError
 from tsdcls.common.io import read_csv, write_table, write_text
+from tsdcls.common.schema import schema_problems
 from tsdcls.figures.tables import html_page, latex_escape, to_html, to_latex, to_markdown
 
 NOT_RUN = "not run"
@@ -28,48 +29,15 @@ SIGNIFICANCE_LEVEL = 0.05
 
 # --- validation of data/published_numbers.yaml ----------------------------------------------
 
-_SOURCE_KEYS = {
-    "title": str, "authors": str, "venue": str, "arxiv": str, "arxiv_version": str,
-    "table": str, "table_checked": bool, "url": str,
-}
-_DCLS_KEYS = {
-    "model": str, "params_m": float, "flops_g_dense": float, "flops_g_dcls": float,
-    "top1_dense": float, "top1_dcls": float, "source": str,
-}
-_GAIN_KEYS = {"benchmark": str, "datasets": int, "gain_pct": float, "source": str}
-_TOP_KEYS = {
-    "version", "sources", "setups", "dcls_convnext", "tempscale_average_gain", "longembed_baselines",
-}
+# its structure; the cross-references a schema cannot state are checked in load_published
+PUBLISHED_SCHEMA = Path(__file__).resolve().parents[3] / "workflow/schemas/published_numbers.schema.yaml"
 
 
 def _fail(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{path}: key '{key}': {message}")
 
 
-def _check_mapping(value: Any, path: Path, key: str, expected: Mapping[str, type]) -> None:
-    if not isinstance(value, Mapping):
-        raise _fail(path, key, f"expected a mapping, got {type(value).__name__}")
-    unknown = sorted(set(value) - set(expected))
-    if unknown:
-        raise _fail(path, f"{key}.{unknown[0]}", f"unknown key (allowed: {sorted(expected)})")
-    for name, kind in expected.items():
-        if name not in value:
-            raise _fail(path, f"{key}.{name}", "missing")
-        _check_type(value[name], kind, path, f"{key}.{name}")
-
-
-def _check_type(value: Any, kind: type, path: Path, key: str) -> None:
-    if kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        raise _fail(path, key, f"expected {kind.__name__}, got {value!r}")
-
-
-def load_published(path: str | Path) -> dict[str, Any]:
+def load_published(path: str | Path, schema: str | Path = PUBLISHED_SCHEMA) -> dict[str, Any]:
     """Read and validate the published-numbers file; every error names the offending key."""
     path = Path(path)
     if not path.is_file():
@@ -78,50 +46,33 @@ def load_published(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise _fail(path, unknown[0], f"unknown top-level key (allowed: {sorted(_TOP_KEYS)})")
-    for key in sorted(_TOP_KEYS):
-        if key not in data:
-            raise _fail(path, key, "missing")
-    if data["version"] != 1:
-        raise _fail(path, "version", f"unsupported version {data['version']!r} (expected 1)")
-    sources = data["sources"]
-    if not isinstance(sources, Mapping) or not sources:
-        raise _fail(path, "sources", "expected a non-empty mapping of source name -> fields")
-    for name, source in sources.items():
-        _check_mapping(source, path, f"sources.{name}", _SOURCE_KEYS)
-    setups = data["setups"]
-    needed = {"dcls", "tempscale_mteb", "tempscale_longembed", "longembed_baselines"}
-    _check_mapping(setups, path, "setups", dict.fromkeys(needed, str))
-
-    def check_rows(key: str, expected: Mapping[str, type]) -> None:
-        rows = data[key]
-        if not isinstance(rows, list) or not rows:
-            raise _fail(path, key, "expected a non-empty list")
-        for index, row in enumerate(rows):
-            _check_mapping(row, path, f"{key}[{index}]", expected)
-            if row["source"] not in sources:
-                raise _fail(path, f"{key}[{index}].source", f"unknown source {row['source']!r}")
-
-    check_rows("dcls_convnext", _DCLS_KEYS)
-    check_rows("tempscale_average_gain", _GAIN_KEYS)
-    baselines = data["longembed_baselines"]
-    _check_mapping(baselines, path, "longembed_baselines", {"source": str, "columns": list, "rows": dict})
-    if baselines["source"] not in sources:
-        raise _fail(path, "longembed_baselines.source", f"unknown source {baselines['source']!r}")
-    columns = baselines["columns"]
-    if not columns or not all(isinstance(c, str) for c in columns):
-        raise _fail(path, "longembed_baselines.columns", "expected a list of column names")
-    for model, values in baselines["rows"].items():
-        key = f"longembed_baselines.rows.{model}"
-        if not isinstance(values, list) or len(values) != len(columns):
-            raise _fail(path, key, f"expected {len(columns)} numbers (one per column), got {values!r}")
-        for index, value in enumerate(values):
-            _check_type(value, float, path, f"{key}[{index}]")
+    problems = schema_problems(data, schema)
+    if isinstance(data, Mapping):
+        problems += _reference_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{path}: {problems[0]}{more}; fix the file (schema: {Path(schema).name})")
     return dict(data)
+
+
+def _reference_problems(data: Mapping[str, Any]) -> list[str]:
+    """Every `source` names an entry of `sources`; every LongEmbed row has one number per column."""
+    sources = data.get("sources") if isinstance(data.get("sources"), Mapping) else {}
+    out = []
+    for key in ("dcls_convnext", "tempscale_average_gain"):
+        for index, row in enumerate(data.get(key) or []):
+            if isinstance(row, Mapping) and row.get("source") not in sources:
+                out.append(f"key '{key}[{index}].source': unknown source {row.get('source')!r} (have {sorted(sources)})")
+    baselines = data.get("longembed_baselines")
+    if isinstance(baselines, Mapping):
+        if baselines.get("source") not in sources:
+            out.append(f"key 'longembed_baselines.source': unknown source {baselines.get('source')!r}")
+        columns = baselines.get("columns") or []
+        for model, values in (baselines.get("rows") or {}).items():
+            if isinstance(values, list) and len(values) != len(columns):
+                out.append(f"key 'longembed_baselines.rows.{model}': expected {len(columns)} numbers (one per "
+                           f"column), got {values!r}")
+    return out
 
 
 # --- describing what a run actually ran ------------------------------------------------------
@@ -362,6 +313,8 @@ def _tempscale_columns(frame: pd.DataFrame) -> tuple[str, str, str]:
 def _variant_gains(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean Δ over tasks (and lengths) per model x variant, baseline rows left out."""
     score, delta, p_value = _tempscale_columns(frame)
+    if "status" in frame:  # splits longer than a model reads carry no score
+        frame = frame[~frame["status"].astype(str).str.startswith("skipped")]
     scale = _percent_scale(frame[score])
     records = []
     for (model, variant), group in frame.groupby(["model", "variant"], sort=True):
@@ -423,7 +376,7 @@ def tempscale_gain_section(published: Mapping[str, Any], frame: pd.DataFrame | N
             "paired test is significant (the stage's alpha) with a gain / a loss. Every variant is listed: picking the best one on the same data "
             "overstates it."
         )
-    return Section("tempscale_gain", "TempScale: average gain over tau = 1", pd.DataFrame(rows), notes)
+    return Section("tempscale_gain", "TempScale: average gain over τ = 1", pd.DataFrame(rows), notes)
 
 
 _LONGEMBED_PATTERNS = {
@@ -438,7 +391,7 @@ def longembed_section(published: Mapping[str, Any], frame: pd.DataFrame | None, 
     rows = []
     for model, values in baselines["rows"].items():
         row = {"Run": f"paper ({baselines['source']})", "Setup": published["setups"]["longembed_baselines"],
-               "Model": model, "Variant": "tau = 1"}
+               "Model": model, "Variant": "τ = 1"}
         row.update({column: _fmt(value) for column, value in zip(columns, values, strict=True)})
         rows.append(row)
     run_label = f"this run ({scale})"
@@ -455,7 +408,7 @@ def longembed_section(published: Mapping[str, Any], frame: pd.DataFrame | None, 
         matched = frame[frame["_column"].notna()]
         gains = _variant_gains(frame)
         for model, group in matched.groupby("model", sort=True):
-            chosen = [(v, "tau = 1") for v in _baseline_variants(group)]
+            chosen = [(v, "τ = 1") for v in _baseline_variants(group)]
             model_gains = gains[gains["model"] == str(model)] if not gains.empty else gains
             if not model_gains.empty:
                 best = model_gains.sort_values("gain", ascending=False).iloc[0]["variant"]
@@ -548,7 +501,7 @@ def _document(sections: Iterable[Section], header: list[str], sources: Mapping[s
 
 def run_paper_vs_reproduced(job: Any) -> None:
     """Write results/tables/paper_vs_reproduced.{md,tex} from the published data and this run."""
-    published = load_published(job.input("published"))
+    published = load_published(job.input("published"), job.inputs.get("published_schema", PUBLISHED_SCHEMA))
     scale = str(job.config.get("scale", "unknown"))
     runs = job.config.get("runs", {})
     dcls_frame = _read_optional(job, "dcls")

@@ -36,7 +36,8 @@ def _length_axis(ax: Any) -> None:
 
 
 def _tau_name(tau: float) -> str:
-    return "tau=1" if tau == 1.0 else f"τ={tau:g}"
+    """Legend text (τ in prose and figures; the style keys below stay ASCII ids)."""
+    return f"τ={tau:g}"
 
 
 def run_collapse_figure(job: Any) -> None:
@@ -61,7 +62,7 @@ def run_collapse_figure(job: Any) -> None:
     for row, model in enumerate(models):
         sim = similarity[similarity["model"] == model]
         taus = sorted(set(sim["tau"]), reverse=True)
-        names = {tau: _tau_name(tau) if tau == 1.0 else f"tempscale-{tau:g}" for tau in taus}
+        names = {tau: "tau=1" if tau == 1.0 else f"tempscale-{tau:g}" for tau in taus}  # style keys
         colours = distinct_colours(names.values())  # one colour per tau in every panel
         ax = axes[row, 0]
         for tau in taus:
@@ -86,7 +87,7 @@ def run_collapse_figure(job: Any) -> None:
                     label=_tau_name(tau), color=style["color"], marker=style["marker"])
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         _length_axis(ax)
-        label_axes(ax, ("text length", "tokens"), ("Δ cosine vs tau=1", None), "TempScale effect (windows)")
+        label_axes(ax, ("text length", "tokens"), ("Δ cosine vs τ=1", None), "TempScale effect (windows)")
         if len(taus) > 2:
             ax.legend(loc="best")
 

@@ -76,7 +76,8 @@ def _clean(frame: Any) -> Any:
 def shown_rows(ablation: Any, collapse: Any) -> Any:
     """The ablation rows of the variants the collapse comparison covers (its variant list)."""
     shown = list(dict.fromkeys(collapse["variant"]))
-    rows = ablation[ablation["variant"].isin(shown)].copy()
+    scored = ~ablation["status"].astype(str).str.startswith("skipped") if "status" in ablation else True
+    rows = ablation[ablation["variant"].isin(shown) & scored].copy()
     rows["order"] = rows["variant"].map(shown.index)
     rows["group"] = rows["task"].map(lambda t: "long" if LONG_TASK.search(str(t)) else "short")
     return rows.sort_values(["model", "order", "group", "task", "length", "split", "subset"])

@@ -172,6 +172,10 @@ def ablation_table(frame: Any) -> Any:
     for (model, task, split), part in frame.groupby(["model", "task", "split"], sort=False):
         row = {"model": model, "task": SHORT_TASK.get(task, task), "split": split, "metric": part["metric"].iloc[0]}
         for record in part.itertuples(index=False):
+            status = str(getattr(record, "status", "scored"))
+            if status.startswith("skipped"):  # "skipped: exceeds model positions (512 tokens)"
+                row[_label(record.variant)] = status
+                continue
             cell = f"{record.score:.3f}"
             if record.variant != BASELINE:
                 cell += f" ({record.delta_vs_tau1:+.3f}{'*' if record.significant else ''})"

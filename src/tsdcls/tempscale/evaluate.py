@@ -13,7 +13,8 @@ match and computes only the rest.
 
 Outputs (verb ``tempscale-evaluate``):
 
-* ``scores``: one row per task x split x subset with the task's main score.
+* ``scores``: one row per task x split x subset with the task's main score; a long-context split
+  longer than the model can read is a row with ``status`` "skipped: exceeds ..." and no score.
 * ``per_item``: per-query / per-pair / per-experiment scores for the paired tests.
 """
 
@@ -32,6 +33,7 @@ from typing import Any
 from tsdcls.common.config import ConfigError, config_hash
 from tsdcls.common.io import write_text
 from tsdcls.tempscale.ablation import Variant, job_variant, model_slugs
+from tsdcls.tempscale.tasks import SCORED
 
 logger = logging.getLogger(__name__)
 
@@ -272,7 +274,8 @@ def evaluate_variant(
     import mteb
     import pandas as pd
 
-    from tsdcls.tempscale.tasks import build_tasks
+    from tsdcls.tempscale import patch
+    from tsdcls.tempscale.tasks import build_tasks, skip_reason, skipped_splits
 
     model, name, settings = load_variant(model_name, variant, config, device, seed, alpha)
     tasks_cfg = config["tasks"]
@@ -298,6 +301,10 @@ def evaluate_variant(
         else:
             logger.info("reusing finished task %s (%s)", task.metadata.name, resume.result_path(task.metadata.name))
         _task_rows(task, outcome, common, score_rows, item_rows)
+    reason = skip_reason(settings["max_seq_length"], patch.position_limit(model))
+    score_rows += [{**common, **split, "subset": "default", "score": math.nan, "item_metric": split["metric"],
+                    "revision": "", "evaluation_time_s": math.nan, "status": reason}
+                   for split in skipped_splits(tasks_cfg, settings["max_seq_length"])]
     return pd.DataFrame(score_rows), pd.DataFrame(item_rows)
 
 
@@ -332,7 +339,7 @@ def _task_rows(task: Any, outcome: TaskOutcome, common: Mapping[str, Any], score
                     "length": _length_of(split), "subset": subset, "metric": main,
                     "score": float(entry["main_score"]), "item_metric": item_metric,
                     "revision": task.metadata.dataset["revision"],
-                    "evaluation_time_s": task_result.evaluation_time,
+                    "evaluation_time_s": task_result.evaluation_time, "status": SCORED,
                 }  # fmt: skip
             )
             gold = outcome.gold.get((split, subset), {})

@@ -9,9 +9,7 @@ cause in later layers' inputs is not propagated (docs/theory.md).
 
 from __future__ import annotations
 
-import bz2
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from tsdcls.common.assets import gensim_test_data, model_path
+from tsdcls.common import wikipedia
+from tsdcls.common.assets import model_path
 from tsdcls.common.config import ConfigError, reject_unknown_keys, require
 from tsdcls.common.io import write_csv
 from tsdcls.common.job import Job
@@ -29,8 +28,6 @@ from tsdcls.common.lowpass import hc_component, high_frequency_gain, retemper
 from tsdcls.theory import bounds
 from tsdcls.theory.checks import LOG, write_checks
 from tsdcls.theory.record import Check, blas_threads
-
-WIKI_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 
 
 @dataclass(frozen=True)
@@ -82,40 +79,16 @@ class RealSettings:
         return np.geomspace(self.restore_tau_min, self.restore_tau_max, self.restore_tau_points)
 
 
-def wiki_dump_path(name: str) -> Path:
-    """The dump file: a name inside gensim's test data, or a path."""
-    path = Path(name)
-    if not path.is_absolute():
-        path = gensim_test_data() / name
-    if not path.is_file():
-        raise ConfigError(f"config key 'theory.real_attention.wiki_dump': {path} does not exist")
-    return path
-
-
-def clean_wiki_text(markup: str) -> str:
-    """Plain text of one article: gensim's markup filter, bold/italic quotes and whitespace removed."""
-    from gensim.corpora.wikicorpus import filter_wiki
-
-    text = filter_wiki(markup)
-    text = re.sub(r"'{2,}", "", text)
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def long_articles(dump: Path, tokenizer: Any, min_tokens: int, count: int) -> list[tuple[str, str]]:
     """The first ``count`` main-namespace, non-redirect articles with >= ``min_tokens`` tokens."""
-    from gensim.corpora.wikicorpus import extract_pages
-
     chosen: list[tuple[str, str]] = []
-    with bz2.open(dump, "rb") as handle:
-        for title, markup, _page_id in extract_pages(handle, filter_namespaces=("0",)):
-            if not markup or markup.lstrip().lower().startswith("#redirect"):
-                continue
-            text = clean_wiki_text(markup)
-            ids = tokenizer(text, truncation=True, max_length=min_tokens)["input_ids"]
-            if len(ids) >= min_tokens:
-                chosen.append((title, text))
-                if len(chosen) == count:
-                    return chosen
+    for page in wikipedia.pages(dump):
+        text = wikipedia.plain_text(page.text)
+        ids = tokenizer(text, truncation=True, max_length=min_tokens)["input_ids"]
+        if len(ids) >= min_tokens:
+            chosen.append((page.title, text))
+            if len(chosen) == count:
+                return chosen
     raise ConfigError(
         f"config key 'theory.real_attention.texts_per_length': {dump.name} holds only {len(chosen)} "
         f"articles with >= {min_tokens} tokens, {count} requested"
@@ -257,7 +230,7 @@ def measure(settings: RealSettings, device: str) -> tuple[pd.DataFrame, np.ndarr
     limit = int(getattr(model.config, "max_position_embeddings", 512))
     if max(settings.lengths) > limit:
         raise ConfigError(f"config key 'theory.real_attention.lengths': {max(settings.lengths)} > model limit {limit}")
-    articles = long_articles(wiki_dump_path(settings.wiki_dump), tokenizer, max(settings.lengths),
+    articles = long_articles(wikipedia.dump_path(settings.wiki_dump, key="theory.real_attention.wiki_dump"), tokenizer, max(settings.lengths),
                              settings.texts_per_length)
     rows, curves = [], []
     jobs = [(idx, n) for idx in range(len(articles)) for n in settings.lengths]

@@ -85,11 +85,13 @@ def content_budget(length: int) -> int:
 
 def generator_revision(kind: str, params: Mapping[str, Any]) -> str:
     """Dataset revision for mteb: changes whenever this module's code or the parameters change."""
+    from tsdcls.common import wikipedia
     from tsdcls.tempscale import corpora
 
     digest = hashlib.sha256()
     digest.update(inspect.getsource(inspect.getmodule(generator_revision)).encode())
     digest.update(inspect.getsource(corpora).encode())
+    digest.update(inspect.getsource(wikipedia).encode())  # the Wikipedia reader corpora uses
     digest.update(json.dumps({"kind": kind, **params}, sort_keys=True, default=str).encode())
     return f"tsdcls-gen{GENERATOR_VERSION}-{digest.hexdigest()[:12]}"
 
