@@ -133,3 +133,13 @@ def test_a_broken_published_numbers_file_fails_before_any_job(tmp_path: Path) ->
     assert "data/published_numbers.yaml problems, found before any job started" in output
     assert "key 'dcls_convnext[0].top1_dcls': '82.5%' is not of type 'number'" in output
     assert not (workdir / "results").exists()
+
+
+def test_measured_alpha_law_without_the_theory_stage_fails_before_any_job(workdir: Path) -> None:
+    """'power-measured' reads alpha from the theory stage: with theory off the run stops at parse time."""
+    overlay = {"theory": {"enabled": False}, "tempscale": {"ablation": {"tau_laws": {"laws": ["power-measured"]}}}}
+    code, output = _dry_run_with(workdir, overlay, "measured")
+    assert code != 0
+    assert "'tempscale.ablation.tau_laws.laws' has 'power-measured'" in output and "theory.enabled is false" in output
+    code, output = _dry_run_with(workdir, {"theory": {"enabled": False}}, "theory-off")  # the smoke laws need no theory
+    assert code == 0, output[-2000:]

@@ -115,9 +115,7 @@ def per_task_table(rows: Any, headline: float) -> Any:
         record = {"model": model, "task": column}
         record.update({m: task_cell(r) for m, r in zip(part["method"], part.itertuples(), strict=True)})
         table.append(record)
-    frame = pd.DataFrame(table)
-    frame["_long"] = frame["task"].str.startswith("long")
-    frame = frame.sort_values(["model", "_long", "task"], ascending=[True, False, True]).drop(columns="_long")
+    frame = pd.DataFrame(table)  # rows in shown_rows' order: long tasks first, lengths ascending
     return frame[["model", "task", *[m for m in methods if m in frame.columns]]]
 
 
@@ -205,7 +203,7 @@ def _task_panel(fig: Any, ax: Any, rows: Any, model: str, headline: float) -> No
 
     part = rows[(rows["model"] == model) & (rows["variant"] != BASELINE)].copy()
     part["column"] = [_task_column(r) for r in part.itertuples()]
-    part = part.sort_values(["group", "column"])
+    part = part.sort_values(["group", "task", "length", "split", "subset"])
     columns = list(dict.fromkeys(part["column"]))
     variants = list(dict.fromkeys(part.sort_values("order")["variant"]))
     grid = np.full((len(variants), len(columns)), np.nan)
