@@ -116,7 +116,12 @@ def _apply_fix(model: Any, name: str, variant: Variant, fixes: Mapping[str, Any]
     fit = {k: fixes[k] for k in ("corpus", "fit_texts_per_bin", "length_bins", "whiten_dims")}
     posthoc.apply_fix(model, variant.fix, fit, seed, batch_size)
     settings.update(fix={"method": variant.fix, **fit})
-    label = f"whiten{fit['whiten_dims'] or ''}" if variant.fix == "whiten" else variant.fix.replace("_", "")
+    return fix_name(name, variant.fix, fit["whiten_dims"])
+
+
+def fix_name(name: str, fix: str, whiten_dims: int | None) -> str:
+    """mteb model name of a post-hoc fix on the model called ``name``."""
+    label = f"whiten{whiten_dims or ''}" if fix == "whiten" else fix.replace("_", "")
     return f"{name}-posthoc-{label}"
 
 

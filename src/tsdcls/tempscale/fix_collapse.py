@@ -31,33 +31,63 @@ def _eval_config(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _base(variant: Variant) -> Variant:
+    """The same variant without its post-hoc fix (the model the fix is fitted on)."""
+    return Variant(variant.slug.removeprefix(f"{variant.fix}-"), variant.mode, variant.tau, variant.layers, variant.law)
+
+
+def _fixed_embeddings(variant: Variant, model: Any, fit_cache: dict, embeddings: Any, n_tokens: list[int],
+                      config: Mapping[str, Any], seed: int) -> Any:
+    """The variant's fix fitted (once per base model, as the evaluation job fits it) and applied
+    to the cached embeddings of its base model: the fix is row-wise, so this equals encoding with it."""
+    import torch
+
+    from tsdcls.tempscale import fixes
+
+    settings = {k: config["ablation"]["fixes"][k] for k in ("corpus", "fit_texts_per_bin", "length_bins", "whiten_dims")}
+    key = _base(variant).slug
+    if key not in fit_cache:
+        pairs = fixes.fit_texts(model.tokenizer, settings, int(model.max_seq_length), seed)
+        fit = model.encode([t for _, t in pairs], batch_size=int(config["collapse"]["batch_size"]), convert_to_tensor=True,
+                           show_progress_bar=False).float().cpu()
+        fit_cache[key] = (fit, [b for b, _ in pairs])
+    fit, bins = fit_cache[key]
+    module = fixes.fit_fix(variant.fix, fit, bins, settings, int(model.max_seq_length))
+    width = max(n_tokens)
+    mask = torch.tensor([[1] * n + [0] * (width - n) for n in n_tokens])
+    return module({"sentence_embedding": embeddings.clone(), "attention_mask": mask})["sentence_embedding"]
+
+
 def analyse(model_name: str, variants: list[Variant], config: Mapping[str, Any], seed: int, device: str,
             alpha: float | None) -> list[dict[str, Any]]:
-    """Similarity rows (collapse.similarity_rows plus the variant) of one model, every variant."""
-    from tsdcls.tempscale.collapse import (
-        bootstrap_plan,
-        encode_pretokenized,
-        parse_bins,
-        pretokenize,
-        similarity_rows,
-        window_texts,
-    )
-    from tsdcls.tempscale.evaluate import load_variant
+    """Similarity rows (collapse.similarity_rows plus the variant) of one model, every variant.
+
+    Each base model (tau or law) is loaded and encodes the texts once; its fixes reuse that."""
+    from tsdcls.tempscale import collapse as analysis
+    from tsdcls.tempscale.evaluate import fix_name, load_variant
 
     cfg, eval_cfg = config["collapse"], _eval_config(config)
     rows, reference, texts, pre, plan = [], None, None, None, None
+    base_embeddings: dict[str, tuple[Any, Any, str]] = {}
+    fit_cache: dict = {}
     for variant in variants:  # the baseline comes first (ablation_variants order)
-        model, name, _settings = load_variant(model_name, variant, eval_cfg, device, seed, alpha)
-        if texts is None:
-            bins = parse_bins(cfg["bins"], int(model.max_seq_length))
-            texts = window_texts(model.tokenizer, bins, list(cfg["sources"]), int(cfg["windows_per_bin"]), seed)
-            pre = pretokenize(model, [t.text for t in texts], batch_size=int(cfg["batch_size"]))
-            plan = bootstrap_plan(texts, int(cfg["bootstrap_draws"]), seed)
-        embeddings = encode_pretokenized(model, pre, device=device)
+        base = _base(variant)
+        if base.slug not in base_embeddings:
+            model, name, _settings = load_variant(model_name, base, eval_cfg, device, seed, alpha)
+            if texts is None:
+                bins = analysis.parse_bins(cfg["bins"], int(model.max_seq_length))
+                texts = analysis.window_texts(model.tokenizer, bins, list(cfg["sources"]), int(cfg["windows_per_bin"]), seed)
+                pre = analysis.pretokenize(model, [t.text for t in texts], batch_size=int(cfg["batch_size"]))
+                plan = analysis.bootstrap_plan(texts, int(cfg["bootstrap_draws"]), seed)
+            base_embeddings[base.slug] = (model, analysis.encode_pretokenized(model, pre, device=device), name)
+        model, embeddings, name = base_embeddings[base.slug]
+        if variant.fix:
+            embeddings = _fixed_embeddings(variant, model, fit_cache, embeddings, pre.n_tokens, config, seed)
+            name = fix_name(name, variant.fix, config["ablation"]["fixes"]["whiten_dims"])
         reference = embeddings if variant.is_baseline else reference
         if reference is None:
             raise ConfigError("tempscale-fix-collapse: the first variant must be the tau = 1 baseline")
-        for row in similarity_rows(model_name, variant.tau, texts, embeddings, plan, float(cfg["ci_level"]), reference):
+        for row in analysis.similarity_rows(model_name, variant.tau, texts, embeddings, plan, float(cfg["ci_level"]), reference):
             rows.append({"variant": variant.slug, "tau_mode": variant.mode, "tau_law": variant.law, "fix": variant.fix,
                          "mteb_model_name": name, **row})
         logger.info("%s %s: done", model_name, variant.slug)
