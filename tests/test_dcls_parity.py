@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
@@ -99,8 +100,6 @@ def test_convnext_t_sized_layer_matches_reference_with_auto_algorithm() -> None:
 def test_convnext_sized_layer_with_spread_taps_matches_reference_through_fft(version: str, taps: int, dks: int) -> None:
     """Trained-like taps spread over the whole grid (the support crop is then the full grid),
     at ConvNeXt-T stage-1 size (96 channels, 56x56): the CPU default must take the FFT path, and agree there."""
-    from tsdcls.dcls.kernels import choose_algorithm
-
     torch.manual_seed(5)
     ref = reference.Dcls2d(96, 96, kernel_count=taps, padding=dks // 2, dilated_kernel_size=dks, groups=96,
                            version=version, use_implicit_gemm=False)
@@ -110,5 +109,7 @@ def test_convnext_sized_layer_with_spread_taps_matches_reference_through_fft(ver
     support = ours.kernel_support() or [(0, dks), (0, dks)]
     area = (support[0][1] - support[0][0]) * (support[1][1] - support[1][0])
     assert area >= (dks - 2) ** 2  # spread: (nearly) the whole grid, not the ~6x6 of init taps
-    assert choose_algorithm(torch.device("cpu"), area, 1, 56 * 56) == "fft"
-    _compare(ref, ours, torch.randn(2, 96, 56, 56))
+    x = torch.randn(2, 96, 56, 56)
+    plan = ours.conv_plan(x)  # what ours' forward runs on this input
+    assert plan.algorithm == "fft" and math.prod(plan.kernel_shape) == area
+    _compare(ref, ours, x)

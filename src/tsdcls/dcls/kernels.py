@@ -21,7 +21,9 @@ them (``P[0]`` is the column), and so do we so that parameters copy over unchang
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -380,36 +382,47 @@ def matmul_conv(
     return y
 
 
-def dcls_conv(
+@dataclass(frozen=True)
+class ConvPlan:
+    """How ``dcls_conv`` will run one call: the algorithm that runs ('direct', 'fft', 'matmul'
+    or 'triton'), the kernel crop, the input rows/cols kept, the padding and output size."""
+
+    algorithm: str
+    kernel_crop: tuple[slice, ...]
+    input_narrow: tuple[slice, ...]
+    pads: list[tuple[int, int]]
+    out_sizes: list[int]
+    triton_reason: str | None
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...]:
+        return tuple(sl.stop - sl.start for sl in self.kernel_crop[2:])
+
+
+def plan_conv(
     x: Tensor,
     kernel: Tensor,
-    bias: Tensor | None,
     stride: Sequence[int],
     padding: str | int | Sequence[int],
     groups: int,
     algorithm: Algorithm = "auto",
     support: Sequence[tuple[int, int]] | None = None,
-    device_support: Tensor | None = None,
-) -> Tensor:
-    """``F.conv{1,2}d(x, kernel, bias, stride, padding, groups=groups)`` with dilation 1, faster.
+) -> ConvPlan:
+    """The crop (taps that reach the input, within ``support``) and the algorithm for one call.
 
-    Crops the kernel to the taps that can reach the input (exact), then picks an algorithm.
-    ``support``: per dim, the cells [lo, hi) outside which the kernel is zero and depends on no
-    parameter (a bilinear DCLS kernel: the grid cells its taps' corners cover); the kernel is
-    cropped to it too, which is exact for the output and for every parameter's gradient.
-    ``device_support``: the same as an int32 device tensor [row_lo, row_hi, col_lo, col_hi]
-    (no host sync); only the Triton path reads it, to bound its loops.
-    """
+    Exposed so that callers and tests can see which algorithm 'auto' dispatches to."""
     dims = kernel.dim() - 2
     if x.dim() != dims + 2:
         raise ValueError(f"expected a {dims + 2}-D input (batched), got shape {tuple(x.shape)}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected one of {ALGORITHMS}")
     pads = resolve_padding(padding, kernel.shape[2:])
     if padding == "same" and any(s != 1 for s in stride):
         raise ValueError("padding='same' is not supported for strided convolutions (as in torch)")
     crop: list[slice] = [slice(None), slice(None)]
+    narrow: list[slice] = [slice(None), slice(None)]
     new_pads: list[tuple[int, int]] = []
     out_sizes: list[int] = []
-    narrow: list[slice] = [slice(None), slice(None)]
     for d in range(dims):
         size = x.shape[2 + d]
         lo, hi, out_len, before = _crop_plan(size, kernel.shape[2 + d], pads[d], stride[d])
@@ -423,27 +436,48 @@ def dcls_conv(
         start = max(0, -before)
         before = max(0, before)
         after = (out_len - 1) * stride[d] + (hi - lo) - (size - start) - before
-        stop = size + min(0, after)
-        narrow.append(slice(start, stop))
+        narrow.append(slice(start, size + min(0, after)))
         crop.append(slice(lo, hi))
         new_pads.append((before, max(0, after)))
         out_sizes.append(out_len)
-    kernel = kernel[tuple(crop)]
-    if any(sl.start or sl.stop != x.shape[i] for i, sl in enumerate(narrow) if i >= 2):
-        x = x[tuple(narrow)]
-    area = 1
-    for s in kernel.shape[2:]:
-        area *= int(s)
-    pixels = 1
-    for s in x.shape[2:]:
-        pixels *= int(s)
-    triton_reason = _triton_reason(x, kernel, stride, groups, algorithm)
-    algo = choose_algorithm(x.device, area, kernel.shape[1], pixels, algorithm, triton_reason)
-    _log_choice(algo, algorithm, triton_reason, x, kernel)
+    cropped = kernel[tuple(crop)]
+    x_shape = [sl.stop - sl.start for sl in narrow[2:]]
+    triton_reason = _triton_reason(x, cropped, stride, groups, algorithm)
+    algo = choose_algorithm(x.device, math.prod(cropped.shape[2:]), kernel.shape[1], math.prod(x_shape),
+                            algorithm, triton_reason)
+    return ConvPlan(algo, tuple(crop), tuple(narrow), new_pads, out_sizes, triton_reason)
+
+
+def dcls_conv(
+    x: Tensor,
+    kernel: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: str | int | Sequence[int],
+    groups: int,
+    algorithm: Algorithm = "auto",
+    support: Sequence[tuple[int, int]] | None = None,
+    device_support: Tensor | None = None,
+) -> Tensor:
+    """``F.conv{1,2}d(x, kernel, bias, stride, padding, groups=groups)`` with dilation 1, faster.
+
+    Crops the kernel to the taps that can reach the input (exact), then picks an algorithm
+    (``plan_conv``). ``support``: per dim, the cells [lo, hi) outside which the kernel is zero and
+    depends on no parameter (a bilinear DCLS kernel: the grid cells its taps' corners cover); the
+    kernel is cropped to it too, which is exact for the output and for every parameter's gradient.
+    ``device_support``: the same as an int32 device tensor [row_lo, row_hi, col_lo, col_hi]
+    (no host sync); only the Triton path reads it, to bound its loops.
+    """
+    plan = plan_conv(x, kernel, stride, padding, groups, algorithm, support)
+    kernel = kernel[plan.kernel_crop]
+    if any(sl.start or sl.stop != x.shape[i] for i, sl in enumerate(plan.input_narrow) if i >= 2):
+        x = x[plan.input_narrow]
+    algo, new_pads, out_sizes = plan.algorithm, plan.pads, plan.out_sizes
+    _log_choice(algo, algorithm, plan.triton_reason, x, kernel)
     if algo == "triton":
         from tsdcls.dcls.triton_dw import depthwise_conv2d
 
-        offset = (crop[2].start or 0, crop[3].start or 0)
+        offset = (plan.kernel_crop[2].start, plan.kernel_crop[3].start)
         return depthwise_conv2d(x, kernel, bias, new_pads, out_sizes, device_support, offset)
     if algo == "fft":
         return fft_conv(x, kernel, bias, stride, new_pads, groups, out_sizes)
@@ -451,9 +485,7 @@ def dcls_conv(
         if kernel.shape[1] != 1:
             raise ValueError("algorithm 'matmul' needs one input channel per group (depthwise)")
         return matmul_conv(x, kernel, bias, stride, new_pads, out_sizes)
-    if algo != "direct":
-        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected one of {ALGORITHMS}")
-    conv = F.conv1d if dims == 1 else F.conv2d
+    conv = F.conv1d if kernel.dim() == 3 else F.conv2d
     if all(b == a for b, a in new_pads):
         return conv(x, kernel, bias, tuple(stride), tuple(b for b, _ in new_pads), 1, groups)
     flat_pads: list[int] = []

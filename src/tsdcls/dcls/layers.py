@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import init
 
-from tsdcls.dcls.kernels import Algorithm, construct_kernel, dcls_conv
+from tsdcls.dcls.kernels import Algorithm, ConvPlan, construct_kernel, dcls_conv, plan_conv
 
 VERSIONS = ("v0", "gauss")
 # Raw SIG init of dcls 0.1.1 (effective sigma = |SIG| + 0.27 = 0.5 cells).
@@ -200,6 +200,13 @@ class _DclsNd(nn.Module):
         return dcls_conv(
             x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm, support, device_support
         )
+
+    def conv_plan(self, x: Tensor) -> ConvPlan:
+        """What ``forward(x)`` runs (the algorithm 'auto' picks, the kernel crop), without running it."""
+        with torch.no_grad():
+            kernel = self.construct_kernel()
+            support = self.kernel_support() if x.device.type == "cpu" else None
+        return plan_conv(x, kernel, self.stride, self.padding, self.groups, self.algorithm, support)
 
     def extra_repr(self) -> str:
         s = (
