@@ -117,11 +117,14 @@ CONV_CASES = [
     (4, 8, 4, 5, 3, 1, (16, 17)),  # multiplier, stride 3
     (4, 6, 2, 7, 1, 0, (12, 12)),  # grouped, valid
     (3, 5, 1, 10, 2, (2, 5), (20, 19)),  # dense, even kernel, anisotropic padding
+    (6, 6, 6, 17, 1, 8, (24, 20)),  # ConvNeXt-DCLS-like: large kernel, map of 480 pixels
+    (6, 6, 6, 10, 1, "same", (16, 11)),  # even large kernel: asymmetric padding
 ]
 # What algorithm="auto" runs on CPU for each case (kernels.choose_algorithm's thresholds), and the
-# kernel after the crop: small kernels oneDNN, small depthwise maps Toeplitz matmul, else FFT.
-AUTO_ON_CPU = ["direct", "direct", "matmul", "matmul", "fft", "direct", "direct", "direct"]
-CROPPED = [(7, 7), (8, 8), (17, 17), (9, 9), (9, 9), (5, 5), (7, 7), (10, 10)]
+# kernel after the crop: small kernels oneDNN, small depthwise maps Toeplitz matmul, large kernels
+# 'mixed' (fp32 depthwise stride 1: oneDNN channels_last + FFT kernel gradient), else FFT.
+AUTO_ON_CPU = ["direct", "direct", "matmul", "matmul", "fft", "direct", "direct", "direct", "mixed", "mixed"]
+CROPPED = [(7, 7), (8, 8), (17, 17), (9, 9), (9, 9), (5, 5), (7, 7), (10, 10), (17, 17), (10, 10)]
 
 
 def _conv_case(case: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
@@ -151,11 +154,15 @@ CASE_IDS = [f"k{c[3]}-s{c[4]}-g{c[2]}-p{c[5]}-n{c[6][0]}" for c in CONV_CASES]
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
-@pytest.mark.parametrize("algorithm", ["fft", "matmul", "direct"])
+@pytest.mark.parametrize("algorithm", ["fft", "matmul", "direct", "mixed"])
 def test_conv_algorithms_equal_conv2d(case: tuple, algorithm: str) -> None:
     x, kernel, bias, expected, args = _conv_case(case)
     if algorithm == "matmul" and kernel.shape[1] != 1:
         pytest.skip("matmul is for one input channel per group")
+    if algorithm == "mixed" and (args[0] != (1, 1) or kernel.shape[0] != x.shape[1] or args[2] != x.shape[1]):
+        with pytest.raises(ValueError, match="'mixed' cannot run"):
+            plan_conv(x, kernel, args[0], args[1], args[2], algorithm)
+        return
     assert plan_conv(x, kernel, args[0], args[1], args[2], algorithm).algorithm == algorithm  # forced
     _assert_equals_conv2d(dcls_conv(x, kernel, bias, *args, algorithm), expected, (x, kernel, bias))
 
@@ -174,13 +181,44 @@ def test_auto_dispatches_as_documented_and_equals_conv2d(case: tuple, auto: str,
 
 
 def test_auto_cases_cover_every_cpu_algorithm() -> None:
-    assert set(AUTO_ON_CPU) == {"direct", "fft", "matmul"}
+    assert set(AUTO_ON_CPU) == {"direct", "fft", "matmul", "mixed"}
     layer = Dcls2d(6, 6, 8, 17, groups=6)  # the layer reports what its forward runs
     with torch.no_grad():
         layer.P.uniform_(-8, 8)
-    assert layer.conv_plan(torch.randn(1, 6, 28, 28)).algorithm == "fft"
+    assert layer.conv_plan(torch.randn(1, 6, 28, 28)).algorithm == "mixed"
+    assert layer.double().conv_plan(torch.randn(1, 6, 28, 28, dtype=torch.float64)).algorithm == "fft"
+    layer = layer.float()
     assert layer.conv_plan(torch.randn(1, 6, 7, 7)).algorithm == "matmul"
     assert layer.conv_plan(torch.randn(1, 6, 7, 7)).kernel_shape == (13, 13)  # 17x17 on 7x7: 13x13 reach it
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "nchw"])
+@pytest.mark.parametrize("crop", [None, [(2, 9), (0, 4)]], ids=["full", "support"])
+def test_mixed_keeps_the_layout_and_equals_conv2d(layout: str, crop: list | None) -> None:
+    """'mixed' on a channels_last input (as inside a timm ConvNeXt) and on a support crop that
+    leaves output rows reading only padding (negative padding of the input gradient's conv)."""
+    torch.manual_seed(3)
+    x = torch.randn(3, 5, 13, 11)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    kernel = torch.zeros(5, 1, 17, 17)
+    rows, cols = crop or [(0, 17), (0, 17)]
+    kernel[:, :, rows[0]:rows[1], cols[0]:cols[1]] = torch.randn(5, 1, rows[1] - rows[0], cols[1] - cols[0])
+    kernel.requires_grad_(True)
+    bias = torch.randn(5, requires_grad=True)
+    got = dcls_conv(x, kernel, bias, (1, 1), "same", 5, "mixed", crop)
+    if crop is None:  # 17x17 on 143 pixels: what 'auto' runs
+        assert dcls_conv(x, kernel, bias, (1, 1), "same", 5, "auto").grad_fn.name() == "_MixedDepthwiseBackward"
+    assert got.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    expected = F.conv2d(x, kernel, bias, 1, "same", 1, 5)
+    assert _rel(got, expected) < 1e-5
+    grad = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, (x, kernel, bias), grad)
+    have = torch.autograd.grad(got, (x, kernel, bias), grad)
+    inside = (slice(None), slice(None), slice(*rows), slice(*cols))  # outside the support: not computed
+    for name, w, h in zip(("x", "kernel", "bias"), want, have, strict=True):
+        assert _rel(h[inside] if name == "kernel" else h, w[inside] if name == "kernel" else w) < 1e-5, name
 
 
 def test_fft_conv_1d_equals_conv1d() -> None:
