@@ -242,8 +242,9 @@ class Dcls2d(_DclsNd):
         shared_positions: reuse this P parameter (e.g. one per ConvNeXt stage) instead of a new one.
         shared_sigma: likewise for SIG (Gaussian only; the authors share it per stage with P).
         algorithm: "auto" (CUDA: Triton for depthwise stride-1 layers when importable, else
-            cuDNN; CPU: FFT / Toeplitz matmul for large kernels, else F.conv2d), or force one of
-            "triton", "cudnn" (= "direct"), "fft", "matmul".
+            cuDNN; CPU: 'mixed' (oneDNN channels_last + FFT kernel gradient) / FFT / Toeplitz
+            matmul for large kernels, else F.conv2d), or force one of "triton", "cudnn"
+            (= "direct"), "fft", "matmul", "mixed". ``conv_plan(x)`` says which one runs.
     """
 
     dims = 2
