@@ -97,9 +97,19 @@ def main() -> None:
         img_s = args.batch / statistics.median(run["infer"])
         ratio = ""
         if dense is not None:
-            ratio = f"  step x{step_ms / (1000 * statistics.median(dense['train'])):.2f} vs dense"
+            low, high = _round_ratio_range(run["train"], dense["train"], args.steps)
+            ratio = (f"  step x{step_ms / (1000 * statistics.median(dense['train'])):.2f} vs dense "
+                     f"(per-round range {low:.2f}..{high:.2f})")
         print(f"{variant:12s} params {run['params']:>11,}  train step {step_ms:8.1f} ms  "
               f"inference {img_s:9.0f} img/s{ratio}")
+
+
+def _round_ratio_range(times: list[float], dense: list[float], steps: int) -> tuple[float, float]:
+    """Min and max over rounds of (median step of the variant / median dense step) in that round:
+    both ran back to back, so the range shows how much the machine's load moved the ratio."""
+    ratios = [statistics.median(times[i:i + steps]) / statistics.median(dense[i:i + steps])
+              for i in range(0, len(times), steps)]
+    return min(ratios), max(ratios)
 
 
 if __name__ == "__main__":

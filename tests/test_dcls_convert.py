@@ -22,6 +22,18 @@ def _tiny_input() -> torch.Tensor:
     return torch.randn(2, 3, 32, 32)
 
 
+def _depthwise_convs(model: nn.Module) -> list[str]:
+    """Names of the plain depthwise nn.Conv2d of a model, found by walking it (not from timm's config)."""
+    return [name for name, m in model.named_modules()
+            if type(m) is nn.Conv2d and m.groups > 1 and m.groups == m.in_channels == m.out_channels]
+
+
+def _resnet_spatial_convs(model: nn.Module) -> list[str]:
+    """Names of the plain 3x3 nn.Conv2d inside ResNet's residual stages (layer1..layer4)."""
+    return [name for name, m in model.named_modules()
+            if type(m) is nn.Conv2d and m.kernel_size == (3, 3) and name.startswith("layer")]
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_convnext_atto_conversion(variant: str) -> None:
     torch.manual_seed(0)
@@ -29,6 +41,8 @@ def test_convnext_atto_conversion(variant: str) -> None:
     x = _tiny_input()
     shape = model(x).shape
     dense_params = count_parameters(model)
+    depthwise = _depthwise_convs(model)
+    assert len(depthwise) == 12  # convnext_atto: depths (2, 2, 6, 2)
     share = variant != "dilated"
     report = convert_model(model, variant, kernel_count=34, dilated_kernel_size=17, share_positions_per_stage=share)
     out = model(x)
@@ -39,7 +53,10 @@ def test_convnext_atto_conversion(variant: str) -> None:
     if variant == "dense":
         assert report.replaced == 0 and report.params_after == dense_params
         return
-    assert report.replaced == 12 == len(report.layers)  # depths (2, 2, 6, 2)
+    assert [layer.name for layer in report.layers] == depthwise and report.replaced == len(depthwise)
+    assert _depthwise_convs(model) == []  # none left behind
+    new_type = GridDilatedConv2d if variant == "dilated" else Dcls2d
+    assert all(type(model.get_submodule(name)) is new_type for name in depthwise)
     dims_by_block = [40] * 2 + [80] * 2 + [160] * 6 + [320] * 2
     if variant == "dilated":
         grid, dilation = dilated_grid(34, 17)
@@ -72,9 +89,11 @@ def test_resnet18_conversion(variant: str) -> None:
     x = _tiny_input()
     shape = model(x).shape
     before = count_parameters(model)
+    spatial = _resnet_spatial_convs(model)
     report = convert_model(model, variant, kernel_count=3, dilated_kernel_size=7)
     assert model(x).shape == shape
-    assert report.replaced == 16  # 8 basic blocks x 2 convs, strided ones included
+    assert [layer.name for layer in report.layers] == spatial and report.replaced == len(spatial) == 16
+    assert _resnet_spatial_convs(model) == []
     assert report.params_before == before
     if variant == "dcls_v0":
         assert report.params_after == before  # 3 weights + 2 x 3 positions = 3x3
@@ -93,7 +112,10 @@ def test_registered_timm_names_create_working_models(name: str) -> None:
     assert name in timm.list_models("*_dcls")
     model = timm.create_model(name, num_classes=7)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
-    assert model.dcls_report.replaced > 0
+    base = timm.create_model(name.removesuffix("_dcls"), num_classes=7)
+    targets = _depthwise_convs(base) if "convnext" in name else _resnet_spatial_convs(base)
+    layers = [n for n, m in model.named_modules() if isinstance(m, Dcls2d)]
+    assert model.dcls_report.replaced == len(targets) == len(layers) > 0 and layers == targets
     gauss = timm.create_model(name, num_classes=7, dcls_variant="dcls_gauss")
     assert all(m.version == "gauss" for m in gauss.modules() if isinstance(m, Dcls2d))
 
@@ -103,7 +125,13 @@ def test_paper_parameter_counts_are_iso() -> None:
     tiny = rows["convnext_tiny_dcls"]
     assert tiny["dense_params"] == 28_589_128
     # 34 x 6624 weights + 68 x 1440 shared positions vs 49 x 6624: 1440 fewer
-    assert tiny["delta"] == -1440 and tiny["replaced"] == 18
+    assert tiny["delta"] == -1440
+    for dcls_name, row in rows.items():
+        with torch.device("meta"):
+            base = timm.create_model(dcls_name.removesuffix("_dcls"))
+        targets = _depthwise_convs(base) if "convnext" in dcls_name else _resnet_spatial_convs(base)
+        assert row["replaced"] == len(targets), dcls_name
+    assert tiny["replaced"] == 18  # depths (3, 3, 9, 3)
     assert abs(rows["convnext_small_dcls"]["delta"]) < 1e-3 * rows["convnext_small_dcls"]["dense_params"]
     assert abs(rows["convnext_base_dcls"]["delta"]) < 1e-3 * rows["convnext_base_dcls"]["dense_params"]
     assert rows["resnet50_dcls"]["delta"] == 0

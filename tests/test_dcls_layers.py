@@ -17,9 +17,11 @@ from tsdcls.dcls import (
     new_positions,
     position_parameters,
 )
+from tsdcls.dcls.kernels import plan_conv
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
@@ -109,20 +111,25 @@ CONV_CASES = [
     # (c_in, c_out, groups, k, stride, padding, size)
     (6, 6, 6, 7, 1, "same", (13, 13)),
     (6, 6, 6, 8, 1, "same", (12, 15)),  # even kernel: asymmetric 'same'
-    (6, 6, 6, 17, 1, 8, (9, 11)),  # kernel larger than the map: cropped
+    (6, 6, 6, 17, 1, 8, (9, 11)),  # kernel larger than the map
+    (6, 6, 6, 17, 1, 8, (5, 5)),  # only the central 9x9 taps reach the map: cropped
     (4, 4, 4, 9, 2, 4, (15, 14)),  # stride 2, odd/even sizes
     (4, 8, 4, 5, 3, 1, (16, 17)),  # multiplier, stride 3
     (4, 6, 2, 7, 1, 0, (12, 12)),  # grouped, valid
     (3, 5, 1, 10, 2, (2, 5), (20, 19)),  # dense, even kernel, anisotropic padding
+    (6, 6, 6, 17, 1, 8, (24, 20)),  # ConvNeXt-DCLS-like: large kernel, map of 480 pixels
+    (6, 6, 6, 10, 1, "same", (16, 11)),  # even large kernel: asymmetric padding
 ]
+# What algorithm="auto" runs on CPU for each case (kernels.choose_algorithm's thresholds), and the
+# kernel after the crop: small kernels oneDNN, small depthwise maps Toeplitz matmul, large kernels
+# 'mixed' (fp32 depthwise stride 1: oneDNN channels_last + FFT kernel gradient), else FFT.
+AUTO_ON_CPU = ["direct", "direct", "matmul", "matmul", "fft", "direct", "direct", "direct", "mixed", "mixed"]
+CROPPED = [(7, 7), (8, 8), (17, 17), (9, 9), (9, 9), (5, 5), (7, 7), (10, 10), (17, 17), (10, 10)]
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"k{c[3]}-s{c[4]}-g{c[2]}-p{c[5]}")
-@pytest.mark.parametrize("algorithm", ["fft", "matmul", "auto"])
-def test_conv_algorithms_equal_conv2d(case: tuple, algorithm: str) -> None:
+def _conv_case(case: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple]:
+    """Input, kernel, bias (all requiring grad), F.conv2d's output, and dcls_conv's arguments."""
     c_in, c_out, groups, k, stride, padding, size = case
-    if algorithm == "matmul" and c_in != groups:
-        pytest.skip("matmul is for one input channel per group")
     torch.manual_seed(0)
     x = torch.randn(2, c_in, *size, requires_grad=True)
     kernel = torch.randn(c_out, c_in // groups, k, k, requires_grad=True)
@@ -130,14 +137,88 @@ def test_conv_algorithms_equal_conv2d(case: tuple, algorithm: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: even 'same' kernels copy the input
         expected = F.conv2d(x, kernel, bias, stride, padding, 1, groups)
-    got = dcls_conv(x, kernel, bias, (stride, stride), padding, groups, algorithm)
+    return x, kernel, bias, expected, ((stride, stride), padding, groups)
+
+
+def _assert_equals_conv2d(got: torch.Tensor, expected: torch.Tensor, inputs: tuple) -> None:
     assert got.shape == expected.shape
+    assert _rel(got, expected) < 1e-5
+    grad = torch.randn_like(expected)
+    want = torch.autograd.grad(expected, inputs, grad, retain_graph=True)
+    have = torch.autograd.grad(got, inputs, grad, retain_graph=True)
+    for w, h in zip(want, have, strict=True):
+        assert _rel(h, w) < 1e-5
+
+
+CASE_IDS = [f"k{c[3]}-s{c[4]}-g{c[2]}-p{c[5]}-n{c[6][0]}" for c in CONV_CASES]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("algorithm", ["fft", "matmul", "direct", "mixed"])
+def test_conv_algorithms_equal_conv2d(case: tuple, algorithm: str) -> None:
+    x, kernel, bias, expected, args = _conv_case(case)
+    if algorithm == "matmul" and kernel.shape[1] != 1:
+        pytest.skip("matmul is for one input channel per group")
+    if algorithm == "mixed" and (args[0] != (1, 1) or kernel.shape[0] != x.shape[1] or args[2] != x.shape[1]):
+        with pytest.raises(ValueError, match="'mixed' cannot run"):
+            plan_conv(x, kernel, args[0], args[1], args[2], algorithm)
+        return
+    assert plan_conv(x, kernel, args[0], args[1], args[2], algorithm).algorithm == algorithm  # forced
+    _assert_equals_conv2d(dcls_conv(x, kernel, bias, *args, algorithm), expected, (x, kernel, bias))
+
+
+@pytest.mark.parametrize(("case", "auto", "cropped"), list(zip(CONV_CASES, AUTO_ON_CPU, CROPPED, strict=True)),
+                         ids=[f"{i}-{a}" for i, a in zip(CASE_IDS, AUTO_ON_CPU, strict=True)])
+def test_auto_dispatches_as_documented_and_equals_conv2d(case: tuple, auto: str, cropped: tuple) -> None:
+    """'auto' on CPU: the planned algorithm and crop are the documented ones, the output is
+    bit-for-bit the forced algorithm's (so that is what ran), and it equals F.conv2d."""
+    x, kernel, bias, expected, args = _conv_case(case)
+    plan = plan_conv(x, kernel, *args, "auto")
+    assert (plan.algorithm, plan.kernel_shape) == (auto, cropped)
+    got = dcls_conv(x, kernel, bias, *args, "auto")
+    assert torch.equal(got, dcls_conv(x, kernel, bias, *args, auto))
+    _assert_equals_conv2d(got, expected, (x, kernel, bias))
+
+
+def test_auto_cases_cover_every_cpu_algorithm() -> None:
+    assert set(AUTO_ON_CPU) == {"direct", "fft", "matmul", "mixed"}
+    layer = Dcls2d(6, 6, 8, 17, groups=6)  # the layer reports what its forward runs
+    with torch.no_grad():
+        layer.P.uniform_(-8, 8)
+    assert layer.conv_plan(torch.randn(1, 6, 28, 28)).algorithm == "mixed"
+    assert layer.double().conv_plan(torch.randn(1, 6, 28, 28, dtype=torch.float64)).algorithm == "fft"
+    layer = layer.float()
+    assert layer.conv_plan(torch.randn(1, 6, 7, 7)).algorithm == "matmul"
+    assert layer.conv_plan(torch.randn(1, 6, 7, 7)).kernel_shape == (13, 13)  # 17x17 on 7x7: 13x13 reach it
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "nchw"])
+@pytest.mark.parametrize("crop", [None, [(2, 9), (0, 4)]], ids=["full", "support"])
+def test_mixed_keeps_the_layout_and_equals_conv2d(layout: str, crop: list | None) -> None:
+    """'mixed' on a channels_last input (as inside a timm ConvNeXt) and on a support crop that
+    leaves output rows reading only padding (negative padding of the input gradient's conv)."""
+    torch.manual_seed(3)
+    x = torch.randn(3, 5, 13, 11)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    kernel = torch.zeros(5, 1, 17, 17)
+    rows, cols = crop or [(0, 17), (0, 17)]
+    kernel[:, :, rows[0]:rows[1], cols[0]:cols[1]] = torch.randn(5, 1, rows[1] - rows[0], cols[1] - cols[0])
+    kernel.requires_grad_(True)
+    bias = torch.randn(5, requires_grad=True)
+    got = dcls_conv(x, kernel, bias, (1, 1), "same", 5, "mixed", crop)
+    if crop is None:  # 17x17 on 143 pixels: what 'auto' runs
+        assert dcls_conv(x, kernel, bias, (1, 1), "same", 5, "auto").grad_fn.name() == "_MixedDepthwiseBackward"
+    assert got.is_contiguous(memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    expected = F.conv2d(x, kernel, bias, 1, "same", 1, 5)
     assert _rel(got, expected) < 1e-5
     grad = torch.randn_like(expected)
     want = torch.autograd.grad(expected, (x, kernel, bias), grad)
     have = torch.autograd.grad(got, (x, kernel, bias), grad)
-    for w, h in zip(want, have, strict=True):
-        assert _rel(h, w) < 1e-5
+    inside = (slice(None), slice(None), slice(*rows), slice(*cols))  # outside the support: not computed
+    for name, w, h in zip(("x", "kernel", "bias"), want, have, strict=True):
+        assert _rel(h[inside] if name == "kernel" else h, w[inside] if name == "kernel" else w) < 1e-5, name
 
 
 def test_fft_conv_1d_equals_conv1d() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
@@ -58,11 +59,13 @@ CASES_2D = [
 
 @pytest.mark.parametrize("version", ["v0", "gauss"])
 @pytest.mark.parametrize("case", CASES_2D, ids=lambda c: f"dks{c[0]}-g{c[3]}-s{c[4]}")
-@pytest.mark.parametrize("algorithm", ["direct", "fft", "matmul"])
+@pytest.mark.parametrize("algorithm", ["direct", "fft", "matmul", "mixed"])
 def test_dcls2d_matches_reference(version: str, case: tuple, algorithm: str) -> None:
     dks, c_in, c_out, groups, stride, padding, taps = case
     if algorithm == "matmul" and c_in != groups:
         pytest.skip("matmul algorithm is for one input channel per group")
+    if algorithm == "mixed" and not (c_in == c_out == groups and stride == 1):
+        pytest.skip("mixed is for depthwise stride-1 layers")
     torch.manual_seed(0)
     ref = reference.Dcls2d(
         c_in, c_out, kernel_count=taps, stride=stride, padding=padding, dilated_kernel_size=dks,
@@ -95,20 +98,23 @@ def test_convnext_t_sized_layer_matches_reference_with_auto_algorithm() -> None:
     _compare(ref, ours, torch.randn(2, 16, 24, 24))
 
 
+@pytest.mark.parametrize(("algorithm", "runs"), [("auto", "mixed"), ("fft", "fft")])
 @pytest.mark.parametrize(("version", "taps", "dks"), [("v0", 34, 17), ("gauss", 26, 23)])
-def test_convnext_sized_layer_with_spread_taps_matches_reference_through_fft(version: str, taps: int, dks: int) -> None:
+def test_convnext_sized_layer_with_spread_taps_matches_reference_through_fft(
+        version: str, taps: int, dks: int, algorithm: str, runs: str) -> None:
     """Trained-like taps spread over the whole grid (the support crop is then the full grid),
-    at ConvNeXt-T stage-1 size (96 channels, 56x56): the CPU default must take the FFT path, and agree there."""
-    from tsdcls.dcls.kernels import choose_algorithm
-
+    at ConvNeXt-T stage-1 size (96 channels, 56x56), through both CPU paths that take a large
+    kernel: the default ('mixed': oneDNN + FFT kernel gradient) and the all-FFT one."""
     torch.manual_seed(5)
     ref = reference.Dcls2d(96, 96, kernel_count=taps, padding=dks // 2, dilated_kernel_size=dks, groups=96,
                            version=version, use_implicit_gemm=False)
     _randomise(ref, (dks, dks), seed=6)
-    ours = Dcls2d(96, 96, taps, dks, groups=96, version=version)
+    ours = Dcls2d(96, 96, taps, dks, groups=96, version=version, algorithm=algorithm)
     ours.load_state_dict(ref.state_dict())
     support = ours.kernel_support() or [(0, dks), (0, dks)]
     area = (support[0][1] - support[0][0]) * (support[1][1] - support[1][0])
     assert area >= (dks - 2) ** 2  # spread: (nearly) the whole grid, not the ~6x6 of init taps
-    assert choose_algorithm(torch.device("cpu"), area, 1, 56 * 56) == "fft"
-    _compare(ref, ours, torch.randn(2, 96, 56, 56))
+    x = torch.randn(2, 96, 56, 56)
+    plan = ours.conv_plan(x)  # what ours' forward runs on this input
+    assert plan.algorithm == runs and math.prod(plan.kernel_shape) == area
+    _compare(ref, ours, x)

@@ -75,6 +75,35 @@ def test_training_moves_positions_and_keeps_them_clamped() -> None:
     assert any(float(p.abs().max()) == 5 // 2 for p in end)  # some tap was pushed onto the border
 
 
+def test_gaussian_training_moves_positions_and_widths_in_the_position_group(tmp_path: Path) -> None:
+    """ConvNeXt-Gauss through the real loop (2 steps): the optimiser the trainer built (read back
+    from its checkpoint) holds every P and SIG, shared per stage, in the group without weight decay
+    at position_lr_scale x the base lr; both move, stay shared, and P stays clamped."""
+    config = tiny_config(train_size=64, epochs=1, batch_size=32)
+    config["train"].update(lr=0.05, weight_decay=0.05, position_lr_scale=5.0, warmup_epochs=0)
+    spec = RunSpec("convnext", "dcls_gauss", 4, 5, 0)
+    torch.set_num_threads(1)
+    before, _ = build_run_model(config, spec, 10)
+    after = train_run(config, spec, "cpu", checkpoint_dir=tmp_path).model
+    layers, start = dcls_modules(after), dcls_modules(before)
+    assert {m.version for m in layers} == {"gauss"} and len(layers) == 4
+    shared = [p for m in layers for p in (m.P, m.SIG)]
+    assert len({id(p) for p in shared}) == 8  # one P and one SIG per stage (depths 1, 1, 1, 1)
+    for old, new in zip(start, layers, strict=True):
+        assert not torch.equal(old.P, new.P) and not torch.equal(old.SIG, new.SIG)
+        assert float(new.P.detach().abs().max()) <= 5 // 2
+    saved = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)["optimizer"]["param_groups"]
+    groups = {g["group_name"]: g for g in saved}
+    expected = {g["group_name"]: len(g["params"]) for g in param_groups(after, TrainConfig())}
+    assert {name: len(g["params"]) for name, g in groups.items()} == expected
+    positions = groups["positions"]
+    assert positions["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.05
+    assert positions["lr"] == pytest.approx(5.0 * groups["decay"]["lr"]) and positions["lr"] > 0
+    ordered = [p for g in param_groups(after, TrainConfig()) for p in g["params"]]
+    in_group = {id(ordered[i]) for i in positions["params"]}
+    assert in_group == {id(p) for p in shared}
+
+
 def test_repulsion_loss_pushes_overlapping_taps_apart() -> None:
     layer = Dcls2d(2, 2, kernel_count=3, dilated_kernel_size=9, groups=2)
     with torch.no_grad():

@@ -49,12 +49,14 @@ def _dataclass_defaults(cls) -> dict:
 def test_settings_dataclasses_hold_no_competing_defaults() -> None:
     """Defaults live in config.yaml (+ schema): a dataclass default that config.yaml also sets
     must equal it, so reading a section without that key cannot silently differ from a run."""
+    from tsdcls.dcls.evaluate import EvaluateConfig
     from tsdcls.dcls.train import RepulsionConfig, TrainConfig
     from tsdcls.theory.real_attention import RealSettings
     from tsdcls.theory.synthetic import SyntheticSettings
 
     config = _config()
     sections = {TrainConfig: config["dcls"]["train"], RepulsionConfig: config["dcls"]["train"]["repulsion"],
+                EvaluateConfig: config["dcls"]["evaluate"],
                 SyntheticSettings: config["theory"]["synthetic"], RealSettings: config["theory"]["real_attention"]}
     conflicts = []
     for cls, section in sections.items():

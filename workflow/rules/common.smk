@@ -172,6 +172,9 @@ DCLS_EVAL_ONLY_DATA_KEYS = ("corruptions", "corruption_severities", "robustness"
 DCLS_TRAIN_DATA_KEYS = [f"data.{key}" for key in DCLS["data"] if key not in DCLS_EVAL_ONLY_DATA_KEYS]
 # Training settings that evaluation also reads (how to run the model, not how it was trained).
 DCLS_EVAL_TRAIN_KEYS = ("train.channels_last", "train.amp", "train.num_workers")
+# Evaluation settings of the trained runs: the published checkpoint's path is read by its own rule only.
+DCLS_EVAL_KEYS = [f"evaluate.{key}" for key in DCLS["evaluate"] if key != "official_checkpoint"]
+DCLS_OFFICIAL_CHECKPOINT = DCLS["evaluate"].get("official_checkpoint")
 
 
 def dcls_cells() -> list[dict]:

@@ -39,7 +39,7 @@ rule dcls_evaluate:
         metrics=f"{DCLS_RUN}/metrics.json",
         kernels=f"{DCLS_RUN}/kernels.json",
     params:
-        config=job_config("dcls", "evaluate", "data", *DCLS_EVAL_TRAIN_KEYS, "families.{family}", seed="wildcard"),
+        config=job_config("dcls", *DCLS_EVAL_KEYS, "data", *DCLS_EVAL_TRAIN_KEYS, "families.{family}", seed="wildcard"),
         io=dcls_io,
     log:
         log_path("dcls_evaluate", DCLS_STEM),
@@ -52,6 +52,31 @@ rule dcls_evaluate:
         "../../envs/dcls.yaml"
     shell:
         tsdcls("dcls-evaluate")
+
+
+if DCLS_OFFICIAL_CHECKPOINT:
+
+    rule dcls_evaluate_official:
+        """The published ConvNeXt-dcls checkpoint through the same evaluation (folded or not)."""
+        input:
+            checkpoint=DCLS_OFFICIAL_CHECKPOINT,
+        output:
+            metrics="results/dcls/official/metrics.json",
+            kernels="results/dcls/official/kernels.json",
+        params:
+            config=job_config("dcls", "evaluate", "data", *DCLS_EVAL_TRAIN_KEYS, seed="none"),
+            io=job_io,
+        log:
+            log_path("dcls_evaluate_official"),
+        benchmark:
+            bench_path("dcls_evaluate_official")
+        threads: DCLS["threads"]
+        resources:
+            **rule_resources("dcls_evaluate", DCLS_TRAIN_KIND),
+        conda:
+            "../../envs/dcls.yaml"
+        shell:
+            tsdcls("dcls-evaluate")
 
 
 rule dcls_ablation:
@@ -82,3 +107,5 @@ rule dcls_ablation:
 
 
 TARGETS["dcls"] = [*rules.dcls_ablation.output, *dcls_runs("weights.pt")]
+if DCLS_OFFICIAL_CHECKPOINT:
+    TARGETS["dcls"] += [*rules.dcls_evaluate_official.output]

@@ -61,6 +61,20 @@ def dcls_data_problems(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def dcls_official_checkpoint_problems(dcls: Mapping[str, Any]) -> list[str]:
+    """A published checkpoint to evaluate must be a file, and its 1000-class head needs ImageNet."""
+    path = (dcls.get("evaluate") or {}).get("official_checkpoint")
+    if not path:
+        return []
+    key = "config key 'dcls.evaluate.official_checkpoint'"
+    if not Path(str(path)).is_file():
+        return [f"{key}: {path} is not a file; download the ConvNeXt-dcls checkpoint (.pth) there or set it to null"]
+    if (dcls.get("data") or {}).get("dataset") != "imagefolder":
+        return [f"{key} is set, but 'dcls.data.dataset' is {dcls['data'].get('dataset')!r}: the published "
+                "checkpoints classify ImageNet-1k; set dataset: imagefolder and root: the ImageNet folder"]
+    return []
+
+
 def model_problems(key: str, name: str) -> list[str]:
     """An offline alias, an existing folder, or a well-formed hub id (its existence is the
     staging step's business)."""
@@ -100,6 +114,7 @@ def problems(config: Mapping[str, Any]) -> list[str]:
     out = device_problems(config)
     if config["dcls"]["enabled"]:
         out += dcls_data_problems(config["dcls"]["data"])
+        out += dcls_official_checkpoint_problems(config["dcls"])
     if config["tempscale"]["enabled"]:
         section = config["tempscale"]
         out += [p for m in section["models"] for p in model_problems("tempscale.models", str(m))]

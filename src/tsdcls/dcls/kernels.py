@@ -21,7 +21,9 @@ them (``P[0]`` is the column), and so do we so that parameters copy over unchang
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -39,10 +41,12 @@ FFT_MIN_KERNEL_AREA = 81
 # unless the cropped kernel is at most this small (then oneDNN's direct conv is faster: 3x3 maps
 # with a 5x5 crop, 3.3 ms direct vs 5.6 ms matmul fwd+bwd at 320 channels, 1 thread).
 MATMUL_MAX_PIXELS = 100
+# CPU 'mixed' kernel gradient: spectra of this many bytes per channel block (stays in L2/L3).
+FFT_GRAD_BLOCK_BYTES = 1_500_000
 MATMUL_MIN_KERNEL_AREA = 26
 
-Algorithm = Literal["auto", "direct", "cudnn", "triton", "fft", "matmul"]
-ALGORITHMS: tuple[str, ...] = ("auto", "direct", "cudnn", "triton", "fft", "matmul")
+Algorithm = Literal["auto", "direct", "cudnn", "triton", "fft", "matmul", "mixed"]
+ALGORITHMS: tuple[str, ...] = ("auto", "direct", "cudnn", "triton", "fft", "matmul", "mixed")
 
 log = logging.getLogger(__name__)
 # (algorithm, reason, input shape without batch, kernel shape) already logged: once per layer shape
@@ -194,10 +198,12 @@ def choose_algorithm(
     pixels: int,
     algorithm: Algorithm = "auto",
     triton_reason: str | None = "not checked",
+    mixed_ok: bool = False,
 ) -> str:
     """Per call: on CUDA 'triton' for depthwise stride-1 layers when Triton can take them
     (``triton_reason`` is None), else 'direct' (cuDNN); on CPU 'matmul' for small depthwise maps,
-    'fft' for large kernels, else 'direct' (oneDNN). A forced 'triton' that cannot run falls back
+    for large kernels 'mixed' where it can run (``mixed_ok``: fp32 depthwise, stride 1) else
+    'fft', else 'direct' (oneDNN). A forced 'triton' that cannot run falls back
     to 'direct'; 'cudnn' is 'direct'. CPU thresholds measured with
     benchmarks/bench_dcls_layers.py on a 2-core CPU."""
     if algorithm == "cudnn":
@@ -213,7 +219,7 @@ def choose_algorithm(
     if pixels <= MATMUL_MAX_PIXELS and kernel_area >= MATMUL_MIN_KERNEL_AREA:
         return "matmul"
     if kernel_area >= FFT_MIN_KERNEL_AREA:
-        return "fft"
+        return "mixed" if mixed_ok else "fft"
     return "direct"
 
 
@@ -334,6 +340,90 @@ def fft_conv(
     return y.to(x.dtype)
 
 
+class _MixedDepthwise(torch.autograd.Function):
+    """Depthwise stride-1 convolution for CPU (algorithm 'mixed'): the output and the input
+    gradient by oneDNN's channels_last depthwise convolution (the input gradient is the output
+    gradient convolved with the flipped kernel, itself a forward convolution), the kernel gradient
+    by FFT (the batch-summed correlation of input and output gradient, a few r2c transforms).
+
+    Why: oneDNN's channels_last depthwise forward is 10-70x faster than its NCHW one at 17x17 and
+    faster than an FFT, but its kernel-gradient pass is slow (measured in
+    benchmarks/bench_dcls_layers.py; see docs/dcls.md)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, kernel: Tensor, bias: Tensor | None, pads: list[tuple[int, int]]) -> Tensor:
+        ctx.save_for_backward(x, kernel)
+        ctx.pads, ctx.has_bias = pads, bias is not None
+        return _channels_last_conv(x, kernel, bias, pads).contiguous(memory_format=_memory_format(x))
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):  # type: ignore[override]
+        x, kernel = ctx.saved_tensors
+        pads = ctx.pads
+        grad_x = grad_k = grad_b = None
+        if ctx.needs_input_grad[0]:
+            sizes = kernel.shape[2:]
+            flipped_pads = [(k - 1 - before, k - 1 - after) for k, (before, after) in zip(sizes, pads, strict=True)]
+            grad_x = _channels_last_conv(grad_y, kernel.flip(-2, -1), None, flipped_pads)
+            grad_x = grad_x.contiguous(memory_format=_memory_format(x))
+        if ctx.needs_input_grad[1]:
+            grad_k = _fft_kernel_grad(x, grad_y, pads, kernel.shape[2:])
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_y.sum((0, 2, 3))
+        return grad_x, grad_k, grad_b, None
+
+
+def _memory_format(x: Tensor) -> torch.memory_format:
+    """The layout F.conv2d would give the output: channels_last for a channels_last input (also
+    a cropped view of one: channels vary fastest)."""
+    return torch.channels_last if x.stride(1) < x.stride(3) else torch.contiguous_format
+
+
+def _channels_last_conv(x: Tensor, kernel: Tensor, bias: Tensor | None, pads: Sequence[tuple[int, int]]) -> Tensor:
+    """Depthwise F.conv2d with (before, after) zero padding per dim (negative: crop), run on a
+    channels_last copy of ``x`` (oneDNN's fast depthwise layout)."""
+    if all(before == after >= 0 for before, after in pads):
+        padding: tuple[int, ...] = tuple(before for before, _ in pads)
+    else:
+        x = F.pad(x, [pads[1][0], pads[1][1], pads[0][0], pads[0][1]])
+        padding = (0, 0)
+    x = x.contiguous(memory_format=torch.channels_last)
+    return F.conv2d(x, kernel.contiguous(), bias, 1, padding, 1, x.shape[1])
+
+
+def _fft_kernel_grad(x: Tensor, grad_y: Tensor, pads: Sequence[tuple[int, int]], kernel_sizes: Sequence[int]) -> Tensor:
+    """d loss / d kernel of y = conv(pad(x), kernel): grad_k[a] = sum_{n,o} g[n, o] x[n, o + a - before],
+    one circular correlation per channel of FFT length >= size + before + after (no wrap-around)."""
+    sizes = x.shape[2:]
+    fft_sizes = [_fast_len(n + before + after) for n, (before, after) in zip(sizes, pads, strict=True)]
+    x, grad_y = x.contiguous(), grad_y.contiguous()
+    # channel blocks whose spectra fit in cache: at 56x56 x 96 channels 3x faster than one block
+    spectrum_bytes = x.shape[0] * fft_sizes[0] * (fft_sizes[1] // 2 + 1) * 8
+    block = max(1, FFT_GRAD_BLOCK_BYTES // spectrum_bytes)
+    blocks = []
+    for start in range(0, x.shape[1], block):
+        x_f = torch.fft.rfftn(x[:, start:start + block], s=fft_sizes, dim=(-2, -1))
+        g_f = torch.fft.rfftn(grad_y[:, start:start + block], s=fft_sizes, dim=(-2, -1))
+        blocks.append(torch.fft.irfftn((x_f * g_f.conj()).sum(0), s=fft_sizes, dim=(-2, -1)))
+    correlation = torch.cat(blocks) if len(blocks) > 1 else blocks[0]
+    rolled = torch.roll(correlation, shifts=tuple(before for before, _ in pads), dims=(-2, -1))
+    return rolled[:, : kernel_sizes[0], : kernel_sizes[1]].unsqueeze(1).to(x.dtype)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands on a contiguous gradient. CPU bmm's backward loops over the
+    batch with a copy per matrix when the incoming gradient is strided (a channels_last gradient,
+    as a timm ConvNeXt's LayerNorm2d sends back): one copy here instead (~2x on that layer)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
+        return grad.contiguous()
+
+
 def matmul_conv(
     x: Tensor,
     kernel: Tensor,
@@ -373,11 +463,80 @@ def matmul_conv(
     xs = x.flip(list(range(2, dims + 2))).reshape(batch, c_in, -1).transpose(0, 1)  # (C_in, N, in_px)
     if mult > 1:
         xs = xs.repeat_interleave(mult, dim=0)
-    y = torch.bmm(xs.contiguous(), toeplitz)  # (C_out, N, out_px)
+    y = _ContiguousGrad.apply(torch.bmm(xs.contiguous(), toeplitz))  # (C_out, N, out_px)
     y = y.transpose(0, 1).reshape(batch, c_out, *out_sizes)
     if bias is not None:
         y = y + bias.to(y.dtype).view(1, -1, *([1] * dims))
     return y
+
+
+@dataclass(frozen=True)
+class ConvPlan:
+    """How ``dcls_conv`` will run one call: the algorithm that runs ('direct', 'fft', 'matmul'
+    or 'triton'), the kernel crop, the input rows/cols kept, the padding and output size."""
+
+    algorithm: str
+    kernel_crop: tuple[slice, ...]
+    input_narrow: tuple[slice, ...]
+    pads: list[tuple[int, int]]
+    out_sizes: list[int]
+    triton_reason: str | None
+
+    @property
+    def kernel_shape(self) -> tuple[int, ...]:
+        return tuple(sl.stop - sl.start for sl in self.kernel_crop[2:])
+
+
+def plan_conv(
+    x: Tensor,
+    kernel: Tensor,
+    stride: Sequence[int],
+    padding: str | int | Sequence[int],
+    groups: int,
+    algorithm: Algorithm = "auto",
+    support: Sequence[tuple[int, int]] | None = None,
+) -> ConvPlan:
+    """The crop (taps that reach the input, within ``support``) and the algorithm for one call.
+
+    Exposed so that callers and tests can see which algorithm 'auto' dispatches to."""
+    dims = kernel.dim() - 2
+    if x.dim() != dims + 2:
+        raise ValueError(f"expected a {dims + 2}-D input (batched), got shape {tuple(x.shape)}")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected one of {ALGORITHMS}")
+    pads = resolve_padding(padding, kernel.shape[2:])
+    if padding == "same" and any(s != 1 for s in stride):
+        raise ValueError("padding='same' is not supported for strided convolutions (as in torch)")
+    crop: list[slice] = [slice(None), slice(None)]
+    narrow: list[slice] = [slice(None), slice(None)]
+    new_pads: list[tuple[int, int]] = []
+    out_sizes: list[int] = []
+    for d in range(dims):
+        size = x.shape[2 + d]
+        lo, hi, out_len, before = _crop_plan(size, kernel.shape[2 + d], pads[d], stride[d])
+        if support is not None:
+            support_lo, support_hi = support[d]
+            lo, hi = max(lo, support_lo), min(hi, support_hi)
+            if hi <= lo:  # no tap reaches the input: keep one (zero) cell
+                hi = lo + 1
+            before = pads[d][0] - lo
+        # a negative pad means input rows no output reads: drop them instead of padding
+        start = max(0, -before)
+        before = max(0, before)
+        after = (out_len - 1) * stride[d] + (hi - lo) - (size - start) - before
+        narrow.append(slice(start, size + min(0, after)))
+        crop.append(slice(lo, hi))
+        new_pads.append((before, max(0, after)))
+        out_sizes.append(out_len)
+    cropped = kernel[tuple(crop)]
+    x_shape = [sl.stop - sl.start for sl in narrow[2:]]
+    triton_reason = _triton_reason(x, cropped, stride, groups, algorithm)
+    mixed_reason = _mixed_reason(x, cropped, stride, groups)
+    if algorithm == "mixed" and mixed_reason is not None:
+        raise ValueError(f"algorithm 'mixed' cannot run this convolution: {mixed_reason}")
+    algo = choose_algorithm(x.device, math.prod(cropped.shape[2:]), kernel.shape[1], math.prod(x_shape),
+                            algorithm, triton_reason, mixed_reason is None)
+    return ConvPlan(algo, tuple(crop), tuple(narrow), new_pads, out_sizes, triton_reason)
 
 
 def dcls_conv(
@@ -393,73 +552,57 @@ def dcls_conv(
 ) -> Tensor:
     """``F.conv{1,2}d(x, kernel, bias, stride, padding, groups=groups)`` with dilation 1, faster.
 
-    Crops the kernel to the taps that can reach the input (exact), then picks an algorithm.
-    ``support``: per dim, the cells [lo, hi) outside which the kernel is zero and depends on no
-    parameter (a bilinear DCLS kernel: the grid cells its taps' corners cover); the kernel is
-    cropped to it too, which is exact for the output and for every parameter's gradient.
+    Crops the kernel to the taps that can reach the input (exact), then picks an algorithm
+    (``plan_conv``). ``support``: per dim, the cells [lo, hi) outside which the kernel is zero and
+    depends on no parameter (a bilinear DCLS kernel: the grid cells its taps' corners cover); the
+    kernel is cropped to it too, which is exact for the output and for every parameter's gradient.
     ``device_support``: the same as an int32 device tensor [row_lo, row_hi, col_lo, col_hi]
     (no host sync); only the Triton path reads it, to bound its loops.
     """
-    dims = kernel.dim() - 2
-    if x.dim() != dims + 2:
-        raise ValueError(f"expected a {dims + 2}-D input (batched), got shape {tuple(x.shape)}")
-    pads = resolve_padding(padding, kernel.shape[2:])
-    if padding == "same" and any(s != 1 for s in stride):
-        raise ValueError("padding='same' is not supported for strided convolutions (as in torch)")
-    crop: list[slice] = [slice(None), slice(None)]
-    new_pads: list[tuple[int, int]] = []
-    out_sizes: list[int] = []
-    narrow: list[slice] = [slice(None), slice(None)]
-    for d in range(dims):
-        size = x.shape[2 + d]
-        lo, hi, out_len, before = _crop_plan(size, kernel.shape[2 + d], pads[d], stride[d])
-        if support is not None:
-            support_lo, support_hi = support[d]
-            lo, hi = max(lo, support_lo), min(hi, support_hi)
-            if hi <= lo:  # no tap reaches the input: keep one (zero) cell
-                hi = lo + 1
-            before = pads[d][0] - lo
-        # a negative pad means input rows no output reads: drop them instead of padding
-        start = max(0, -before)
-        before = max(0, before)
-        after = (out_len - 1) * stride[d] + (hi - lo) - (size - start) - before
-        stop = size + min(0, after)
-        narrow.append(slice(start, stop))
-        crop.append(slice(lo, hi))
-        new_pads.append((before, max(0, after)))
-        out_sizes.append(out_len)
-    kernel = kernel[tuple(crop)]
-    if any(sl.start or sl.stop != x.shape[i] for i, sl in enumerate(narrow) if i >= 2):
-        x = x[tuple(narrow)]
-    area = 1
-    for s in kernel.shape[2:]:
-        area *= int(s)
-    pixels = 1
-    for s in x.shape[2:]:
-        pixels *= int(s)
-    triton_reason = _triton_reason(x, kernel, stride, groups, algorithm)
-    algo = choose_algorithm(x.device, area, kernel.shape[1], pixels, algorithm, triton_reason)
-    _log_choice(algo, algorithm, triton_reason, x, kernel)
+    plan = plan_conv(x, kernel, stride, padding, groups, algorithm, support)
+    return _run_plan(plan, x, kernel, bias, stride, groups, algorithm, device_support)
+
+
+def _run_plan(plan: ConvPlan, x: Tensor, kernel: Tensor, bias: Tensor | None, stride: Sequence[int], groups: int,
+              algorithm: str, device_support: Tensor | None) -> Tensor:
+    kernel = kernel[plan.kernel_crop]
+    if any(sl.start or sl.stop != x.shape[i] for i, sl in enumerate(plan.input_narrow) if i >= 2):
+        x = x[plan.input_narrow]
+    algo, new_pads, out_sizes = plan.algorithm, plan.pads, plan.out_sizes
+    _log_choice(algo, algorithm, plan.triton_reason, x, kernel)
     if algo == "triton":
         from tsdcls.dcls.triton_dw import depthwise_conv2d
 
-        offset = (crop[2].start or 0, crop[3].start or 0)
+        offset = (plan.kernel_crop[2].start, plan.kernel_crop[3].start)
         return depthwise_conv2d(x, kernel, bias, new_pads, out_sizes, device_support, offset)
     if algo == "fft":
         return fft_conv(x, kernel, bias, stride, new_pads, groups, out_sizes)
+    if algo == "mixed":
+        return _MixedDepthwise.apply(x, kernel, bias, new_pads)
     if algo == "matmul":
         if kernel.shape[1] != 1:
             raise ValueError("algorithm 'matmul' needs one input channel per group (depthwise)")
         return matmul_conv(x, kernel, bias, stride, new_pads, out_sizes)
-    if algo != "direct":
-        raise ValueError(f"unknown convolution algorithm {algorithm!r}: expected one of {ALGORITHMS}")
-    conv = F.conv1d if dims == 1 else F.conv2d
+    conv = F.conv1d if kernel.dim() == 3 else F.conv2d
     if all(b == a for b, a in new_pads):
         return conv(x, kernel, bias, tuple(stride), tuple(b for b, _ in new_pads), 1, groups)
     flat_pads: list[int] = []
     for b, a in reversed(new_pads):
         flat_pads += [b, a]
     return conv(F.pad(x, flat_pads), kernel, bias, tuple(stride), 0, 1, groups)
+
+
+def _mixed_reason(x: Tensor, kernel: Tensor, stride: Sequence[int], groups: int) -> str | None:
+    """Why the 'mixed' CPU algorithm cannot take this call (None: it can)."""
+    if x.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return "needs a CPU with oneDNN (torch.backends.mkldnn)"
+    if x.dtype != torch.float32 or kernel.dtype != torch.float32:
+        return f"dtype {x.dtype} (float32 only)"
+    if kernel.dim() != 4 or any(int(s) != 1 for s in stride):
+        return "only 2-D convolutions with stride 1"
+    if kernel.shape[1] != 1 or groups != x.shape[1] or kernel.shape[0] != x.shape[1]:
+        return "not depthwise with channel multiplier 1"
+    return None
 
 
 def _triton_reason(x: Tensor, kernel: Tensor, stride: Sequence[int], groups: int, algorithm: str) -> str | None:

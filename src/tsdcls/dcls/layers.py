@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import init
 
-from tsdcls.dcls.kernels import Algorithm, construct_kernel, dcls_conv
+from tsdcls.dcls.kernels import Algorithm, ConvPlan, construct_kernel, dcls_conv, plan_conv
 
 VERSIONS = ("v0", "gauss")
 # Raw SIG init of dcls 0.1.1 (effective sigma = |SIG| + 0.27 = 0.5 cells).
@@ -201,6 +201,13 @@ class _DclsNd(nn.Module):
             x, kernel, self.bias, self.stride, self.padding, self.groups, self.algorithm, support, device_support
         )
 
+    def conv_plan(self, x: Tensor) -> ConvPlan:
+        """What ``forward(x)`` runs (the algorithm 'auto' picks, the kernel crop), without running it."""
+        with torch.no_grad():
+            kernel = self.construct_kernel()
+            support = self.kernel_support() if x.device.type == "cpu" else None
+        return plan_conv(x, kernel, self.stride, self.padding, self.groups, self.algorithm, support)
+
     def extra_repr(self) -> str:
         s = (
             f"{self.in_channels}, {self.out_channels}, kernel_count={self.kernel_count}, "
@@ -235,8 +242,9 @@ class Dcls2d(_DclsNd):
         shared_positions: reuse this P parameter (e.g. one per ConvNeXt stage) instead of a new one.
         shared_sigma: likewise for SIG (Gaussian only; the authors share it per stage with P).
         algorithm: "auto" (CUDA: Triton for depthwise stride-1 layers when importable, else
-            cuDNN; CPU: FFT / Toeplitz matmul for large kernels, else F.conv2d), or force one of
-            "triton", "cudnn" (= "direct"), "fft", "matmul".
+            cuDNN; CPU: 'mixed' (oneDNN channels_last + FFT kernel gradient) / FFT / Toeplitz
+            matmul for large kernels, else F.conv2d), or force one of "triton", "cudnn"
+            (= "direct"), "fft", "matmul", "mixed". ``conv_plan(x)`` says which one runs.
     """
 
     dims = 2

@@ -11,6 +11,7 @@ that the copies agree before loading them into the one shared parameter.
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,12 +51,19 @@ def timm_key(key: str) -> str:
 def unwrap_checkpoint(checkpoint: Mapping[str, Any], use_ema: bool = True) -> dict[str, Tensor]:
     """The state dict inside a ConvNeXt training checkpoint (``model_ema`` first when
     ``use_ema``, as the released weights are EMA; then ``model``), or the bare state dict."""
+    name = state_dict_entry(checkpoint, use_ema)
+    return dict(checkpoint) if name == "state_dict" else dict(checkpoint[name])
+
+
+def state_dict_entry(checkpoint: Mapping[str, Any], use_ema: bool = True) -> str:
+    """Which entry of the checkpoint holds the weights to load: 'model_ema', 'model', or
+    'state_dict' (the checkpoint is a bare state dict)."""
     for name in (("model_ema", "model") if use_ema else ("model",)):
         inner = checkpoint.get(name)
         if isinstance(inner, Mapping) and inner:
-            return dict(inner)
-    if all(isinstance(v, Tensor) for v in checkpoint.values()):
-        return dict(checkpoint)
+            return name
+    if checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
+        return "state_dict"
     raise ValueError(
         f"checkpoint has no state dict under 'model_ema'/'model' and is not a bare state dict "
         f"(top-level keys: {sorted(checkpoint)[:8]}); pass the dict torch.load returned for a ConvNeXt-dcls checkpoint"
@@ -102,6 +110,16 @@ def _param_of(model: nn.Module, key: str) -> Tensor:
     return getattr(model.get_submodule(module_name), attr)
 
 
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """``torch.load`` of a ConvNeXt checkpoint without running pickled code: tensors and plain
+    values only, plus the ``argparse.Namespace`` that ConvNeXt's training script stores as ``args``."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(loaded, Mapping):
+        raise ValueError(f"{path}: holds a {type(loaded).__name__}, not a checkpoint dict or state dict")
+    return dict(loaded)
+
+
 def load_official_checkpoint(
     path_or_state_dict: str | Path | Mapping[str, Any],
     model: nn.Module | None = None,
@@ -119,7 +137,7 @@ def load_official_checkpoint(
     """
     checkpoint = path_or_state_dict
     if isinstance(checkpoint, str | Path):
-        checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(checkpoint)
     state_dict = {k.removeprefix("module."): v for k, v in unwrap_checkpoint(checkpoint, use_ema).items()}
     if model is None:
         num_classes = int(state_dict["head.weight"].shape[0]) if "head.weight" in state_dict else 1000
