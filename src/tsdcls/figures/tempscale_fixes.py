@@ -193,7 +193,7 @@ def _collapse_panel(ax: Any, collapse: Any, model: str, headline: float) -> None
     ax.set_xscale("log", base=2)
     label_axes(ax, x=("text length (mean of bin)", "tokens"), y=("mean pairwise cosine", None),
                title=f"(a) collapse per length · {model}")
-    ax.legend(loc="upper left", fontsize=6.5, ncol=1)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=6.5, ncol=2)
 
 
 def _task_panel(fig: Any, ax: Any, rows: Any, model: str, headline: float) -> None:
@@ -229,7 +229,7 @@ def fixes_figure(rows: Any, collapse: Any, headline: float) -> Any:
     from tsdcls.figures.style import new_figure
 
     models = list(dict.fromkeys(rows["model"]))
-    fig, axes = new_figure(ncols=2, nrows=len(models), width=5.2, height=4.2)
+    fig, axes = new_figure(ncols=2, nrows=len(models), width=5.2, height=5.0)
     for index, model in enumerate(models):
         _collapse_panel(axes[index, 0], collapse, model, headline)
         _task_panel(fig, axes[index, 1], rows, model, headline)
