@@ -49,7 +49,9 @@ TEST_ONLY_FLAGS = (
     "--slurm-status-command", "squeue",
     "--slurm-init-seconds-before-status-checks", str(INIT_SECONDS),
     "--seconds-between-status-checks", str(INIT_SECONDS),
-    "--slurm-no-account",  # no accounting database, hence no accounts to check
+    # no accounting database, hence no accounts (plugin 2.8.0 ignores this flag; with no account
+    # configured it asks sacct for one, gets none, and submits without -A)
+    "--slurm-no-account",
 )
 # The test node has few CPUs: let two 1-CPU jobs share it instead of queueing behind each other.
 SMALL_JOBS = {"resources": {"defaults": {
@@ -276,21 +278,26 @@ def local_run_commit(results: Path) -> str | None:
     return None
 
 
-def run_on_slurm(workdir: Path, cluster: Path, commit: str | None = None) -> tuple[int, str]:
-    """The smoke DAG through the SLURM profile, then `squeue` of every job, on a fresh cluster.
+# the default driver: snakemake, then the state of every job SLURM still knows
+LIST_JOBS_AFTER = ("bash", "-c", '"$@"; rc=$?; echo "== squeue =="; squeue --states=all -h -o "%i|%T"; exit $rc',
+                   "run-then-list")
+
+
+def run_on_slurm(workdir: Path, cluster: Path, commit: str | None = None, targets: list[str] = TARGETS,
+                 overlay: dict = SMALL_JOBS, driver: tuple[str, ...] = LIST_JOBS_AFTER) -> tuple[int, str]:
+    """Snakemake with the SLURM profile (the smoke preset + ``overlay``) under ``driver``, on a
+    fresh cluster; the driver prints `squeue` of every job after `== squeue ==`.
 
     Output goes to a file, not a pipe: a job step that outlived a killed run must not keep the
     test waiting for end-of-file. Returns the exit status and the output.
     """
-    (workdir / "slurm-test.yaml").write_text(yaml.safe_dump(SMALL_JOBS))
-    snakemake = [*snakemake_cmd(), *TARGETS, "--profile", PROFILE, *TEST_ONLY_FLAGS,
+    (workdir / "slurm-test.yaml").write_text(yaml.safe_dump(overlay))
+    snakemake = [*snakemake_cmd(), *targets, "--profile", PROFILE, *TEST_ONLY_FLAGS,
                  "--configfile", SMOKE_PRESET, "slurm-test.yaml"]
-    then_list_jobs = '"$@"; rc=$?; echo "== squeue =="; squeue --states=all -h -o "%i|%T"; exit $rc'
     # timeout TERMs first (cluster.sh then stops snakemake, cancels jobs, stops the daemons) and
     # KILLs a minute later; the subreaper reaps the job steps slurmd leaves behind
     cmd = ["timeout", "-k", "60", str(RUN_TIMEOUT_S), sys.executable, str(SUBREAPER),
-           "bash", str(CLUSTER_SCRIPT), "run", str(cluster),
-           "bash", "-c", then_list_jobs, "run-then-list", *snakemake]
+           "bash", str(CLUSTER_SCRIPT), "run", str(cluster), *driver, *snakemake]
     env = workflow_env() | {"PYTHON": sys.executable}
     if commit:  # the same stamp as the local run, even when HEAD moved in between
         env["TSDCLS_GIT_COMMIT"] = commit
@@ -347,6 +354,57 @@ def test_smoke_dag_runs_as_slurm_jobs_with_local_results(
         f"{len(compared)} result files equal to the local run's; daemons stopped: "
         + ", ".join(f"{name} pid {pid}" for name, pid in daemons)
     )
+
+
+# --- a training job requeued by SLURM resumes from its checkpoint ------------------------------
+REQUEUE_SCRIPT = REPO / "tests" / "slurm" / "requeue.sh"
+REQUEUE_CELL = "convnext_dense_k0_d0_seed0"
+REQUEUE_TARGET = "results/dcls/runs/convnext/dense/k0_d0/seed0/weights.pt"
+# the smoke cell, 10 epochs of 8 steps (~20 steps/s here), a checkpoint every 2 steps: the first
+# comes early, so the requeue lands mid-training; the trainer checkpoints again on SLURM's SIGTERM
+REQUEUE_EPOCHS = 10
+REQUEUE_JOBS = SMALL_JOBS | {"dcls": {"grid": [{"family": "convnext", "variants": ["dense"]}],
+                                      "train": {"epochs": REQUEUE_EPOCHS, "checkpoint_every_steps": 2}}}
+RESUMED = re.compile(r"resumed \S+ from (\S+) at epoch (\d+) step (\d+)")
+
+
+@pytest.mark.slurm
+def test_requeued_training_job_resumes_from_its_checkpoint(cluster_dir: Path, tmp_path: Path) -> None:
+    """`scontrol requeue` of a running dcls_train job: SLURM restarts the same job (Restarts=1),
+    Snakemake keeps waiting, and the second attempt resumes where the first one stopped."""
+    workdir = workflow_copy(tmp_path / "requeue")
+    checkpoint = f"results/dcls/checkpoints/{REQUEUE_CELL}/last.pt"
+    rule_log = f"results/logs/dcls_train/{REQUEUE_CELL}.log"
+    code, output = run_on_slurm(workdir, cluster_dir, targets=[REQUEUE_TARGET], overlay=REQUEUE_JOBS,
+                                driver=("bash", str(REQUEUE_SCRIPT), checkpoint, rule_log))
+    assert code == 0, f"SLURM run failed ({code}):\n{output[-10000:]}"
+    submitted = SUBMITTED.findall(output)
+    assert len(submitted) == 1, f"one submission expected (SLURM requeues, Snakemake does not resubmit): {submitted}"
+    slurm_id = submitted[0][1]
+    assert f"requeue.sh: requeued SLURM job {slurm_id}" in output, output[-5000:]
+    # one task in the allocation and in the step that runs the rule, before and after the requeue
+    assert f"SLURM job {slurm_id} runs: NumTasks=1 step tasks=1" in output, output[-5000:]
+    assert f"SLURM job {slurm_id}: JobState=COMPLETED Restarts=1 NumTasks=1" in output, output[-5000:]
+
+    first = (workdir / f"{rule_log}.attempt1").read_text(errors="replace")
+    second = (workdir / rule_log).read_text(errors="replace")
+    assert "dcls-train: stopped by SIGTERM" in first, f"the first attempt did not stop on SIGTERM:\n{first[-3000:]}"
+    assert not RESUMED.search(first), f"the first attempt resumed from something:\n{first[-3000:]}"
+    resumed = RESUMED.search(second)
+    assert resumed, f"the requeued attempt did not resume from a checkpoint:\n{second[-3000:]}"
+    epoch, step = int(resumed.group(2)), int(resumed.group(3))
+    assert (epoch, step) > (0, 0) and epoch < REQUEUE_EPOCHS, resumed.group(0)
+    from tsdcls.common.io import read_json
+
+    record = read_json(workdir / REQUEUE_TARGET.replace("weights.pt", "train.json"))
+    assert (workdir / REQUEUE_TARGET).is_file() and len(record["history"]) == REQUEUE_EPOCHS, record["history"]
+    smoke = yaml.safe_load((REPO / SMOKE_PRESET).read_text())["dcls"]
+    steps_per_epoch = smoke["data"]["train_size"] // smoke["train"]["batch_size"]
+    assert record["steps"] == REQUEUE_EPOCHS * steps_per_epoch, record["steps"]
+    assert 0 < epoch * steps_per_epoch + step < record["steps"], resumed.group(0)
+    print(f"SLURM requeue: job {slurm_id} requeued, Restarts=1, {resumed.group(0)}")
+    SUMMARY_LINES.append(f"SLURM requeue: job {slurm_id} requeued mid-training, restarted by SLURM (Restarts=1, "
+                         f"NumTasks=1) and {resumed.group(0)}; {REQUEUE_EPOCHS} epochs in train.json")
 
 
 # --- the comparison itself must be able to fail ----------------------------------------------
