@@ -342,22 +342,55 @@ class ImageFolderSource(ImageSource):
         """ImageNet-A/R/Sketch/C folders (paths in 'dcls.data.robustness'); labels mapped by wnid.
 
         ImageNet-A and -R cover 200 of the 1000 classes: their wnid folders are mapped onto the
-        training label space, so top-1 is measured over the full 1000-way output.
+        training label space, so top-1 is measured over the full 1000-way output. A folder in
+        ImageNet-C's layout (``<corruption>/<severity>/<wnid>/``) gives one set per corruption
+        and severity, named ``<name>/<corruption>@<severity>``. 'dcls.data.robustness_size'
+        evaluates a class-balanced subset of every set (null: all of it).
         """
         sets: dict[str, Dataset] = {}
-        index = {wnid: i for i, wnid in enumerate(self.class_names)}
         for name, path in (self.config.get("robustness") or {}).items():
-            folder = _require_dir(path, f"dcls.data.robustness.{name}", f"{name} ImageFolder")
-            dataset = self._folder(str(folder), transform=self.transform(False), loader=load_image)
-            check_image_files([path for path, _ in dataset.samples], f"dcls.data.robustness.{name}")
-            unknown = [c for c in dataset.classes if c not in index]
-            if unknown:
-                raise ConfigError(f"config key 'dcls.data.robustness.{name}': {folder} has class folders "
-                                  f"not in the training set, e.g. {unknown[:3]}")
-            remap = [index[c] for c in dataset.classes]
-            dataset.target_transform = remap.__getitem__
-            sets[name] = dataset
+            key = f"dcls.data.robustness.{name}"
+            folder = _require_dir(path, key, f"{name} ImageFolder")
+            levels = corruption_levels(folder, key)
+            if levels is None:
+                sets[name] = self._robustness_set(folder, key)
+            for corruption, severity, level in levels or []:
+                sets[f"{name}/{corruption}@{severity}"] = self._robustness_set(level, key)
         return sets
+
+    def _robustness_set(self, folder: Path, key: str) -> Dataset:
+        """One labelled set on the training label space, subset to 'dcls.data.robustness_size'."""
+        index = {wnid: i for i, wnid in enumerate(self.class_names)}
+        dataset = self._folder(str(folder), transform=self.transform(False), loader=load_image)
+        unknown = [c for c in dataset.classes if c not in index]
+        if unknown:
+            raise ConfigError(f"config key '{key}': {folder} has class folders not in the training set, "
+                              f"e.g. {unknown[:3]}")
+        remap = [index[c] for c in dataset.classes]
+        dataset.target_transform = remap.__getitem__
+        size = self.config.get("robustness_size")
+        indices = np.arange(len(dataset.samples))
+        if size:
+            indices = balanced_subset(np.asarray(dataset.targets), int(size), derive_seed(self.seed, "robust", key))
+        check_image_files([dataset.samples[i][0] for i in indices], key)
+        return torch.utils.data.Subset(dataset, indices.tolist()) if size else dataset
+
+
+def corruption_levels(folder: Path, key: str) -> list[tuple[str, int, Path]] | None:
+    """(corruption, severity, folder) of an ImageNet-C layout, or None for a plain ImageFolder.
+
+    The layout is recognised by numeric severity folders under the first level; a folder that
+    mixes both layouts is an error naming the key.
+    """
+    first = sorted(p for p in folder.iterdir() if p.is_dir())
+    numeric = {p: sorted(c for c in p.iterdir() if c.is_dir() and c.name.isdigit()) for p in first}
+    if not any(numeric.values()):
+        return None
+    plain = [p.name for p, levels in numeric.items() if not levels]
+    if plain:
+        raise ConfigError(f"config key '{key}': {folder} looks like ImageNet-C (<corruption>/<severity>/<wnid>/) "
+                          f"but {plain[:3]} hold no severity folders; fix the layout")
+    return [(p.name, int(level.name), level) for p, levels in numeric.items() for level in levels]
 
 
 def load_image(path: str) -> Any:
