@@ -48,12 +48,15 @@ PAPER_PRESET = "workflow/presets/paper.yaml"
 
 
 def paper_data_overlay(workdir: Path) -> str:
-    """An overlay pointing the paper preset's ImageNet root at a tiny ImageFolder skeleton in
-    ``workdir`` (the preset leaves the root for the user to set; the workflow checks it at parse
-    time). Returns the overlay's file name, to pass after the paper preset."""
-    root = workdir / "imagenet-skeleton"
-    for split in ("train", "val"):
-        (root / split / "n01440764").mkdir(parents=True, exist_ok=True)
+    """An overlay pointing the paper preset's ImageNet root at a small ImageFolder in ``workdir``
+    (10 wnid classes, one JPEG each per split; written by the rehearsal's layout writer). The
+    preset leaves the root for the user to set and the workflow checks it at parse time.
+    Returns the overlay's file name, to pass after the paper preset."""
+    from tsdcls.dcls.layouts import LayoutSpec, write_training_folder
+
+    root = workdir / "imagenet-small"
+    if not root.is_dir():
+        write_training_folder(root, LayoutSpec(classes=10))
     (workdir / "paper-data.yaml").write_text(f"dcls:\n  data:\n    root: {root}\n")
     return "paper-data.yaml"
 
@@ -84,8 +87,8 @@ def repo() -> Path:
 NETWORK_TRACE = "network-trace.log"
 
 
-def _network_guard(workdir: Path) -> list[str]:
-    """Wrap the smoke run so it cannot reach, and we can see any try to reach, the network.
+def network_guard(workdir: Path, trace: bool = True) -> list[str]:
+    """Wrap a run so it cannot reach, and (``trace``) we can see any try to reach, the network.
 
     `unshare --net` gives the run a network namespace with no interface up; `strace` logs
     every connect() of every process (read by tests/test_offline.py). Either is skipped
@@ -100,7 +103,7 @@ def _network_guard(workdir: Path) -> list[str]:
         prefix += ["env", "SLURM_CONF=/dev/null"]
     if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
         prefix += ["unshare", "--net"]
-    if shutil.which("strace"):
+    if trace and shutil.which("strace"):
         prefix += ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect", "-o", str(workdir / NETWORK_TRACE)]
     return prefix
 
@@ -109,13 +112,13 @@ def _network_guard(workdir: Path) -> list[str]:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the smoke DAG once with the real snakemake; tests read (never modify) its results."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    run_snakemake(workdir, timeout=1500, wrapper=_network_guard(workdir))
+    run_snakemake(workdir, timeout=1500, wrapper=network_guard(workdir))
     return workdir
 
 
 # Fixtures that run real end-to-end work (the smoke DAG, SLURM daemons): every test
 # that uses one, directly or through another fixture, is `slow`, so `make test-fast` skips it.
-SLOW_FIXTURES = {"smoke_run", "cluster_dir", "snakemake_only_python"}
+SLOW_FIXTURES = {"smoke_run", "cluster_dir", "snakemake_only_python", "rehearsal"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook

@@ -245,6 +245,9 @@ def tempscale_eval_config(wildcards) -> str:
         "variant": {"slug": variant.slug, "mode": variant.mode, "layers": variant.layers,
                     "tau": None if variant.mode == "adaptive" else variant.tau},
     }
+    revisions = section.get("model_revisions") or {}
+    if model in revisions:  # a hub model: its own pin only (another model's pin reruns nothing here)
+        job["model_revisions"] = {model: revisions[model]}
     return json.dumps(job, sort_keys=True)
 
 

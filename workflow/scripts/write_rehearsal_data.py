@@ -27,29 +27,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from tsdcls.common.assets import minilm_path  # noqa: E402
+from tsdcls.common.config import merge_config_files  # noqa: E402
 from tsdcls.common.hub_layout import dataset_files, model_files, write_repo  # noqa: E402
 from tsdcls.dcls.layouts import LayoutSpec, write_robustness_folder, write_training_folder  # noqa: E402
-
-
-def merged_config(paths: list[str]) -> dict[str, Any]:
-    """Later files win, nested mappings merged key by key (Snakemake's --configfile rule)."""
-    config: dict[str, Any] = {}
-    for path in paths:
-        _merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    return config
-
-
-def _merge(target: dict[str, Any], overlay: Mapping[str, Any]) -> None:
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 def replace_folder(folder: Path, write: Callable[[Path], None]) -> None:
@@ -119,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="JPEG size in pixels (ImageNet's most common is 500 375)")
     parser.add_argument("--train-per-class", type=int, default=1, help="training images per class")
     args = parser.parse_args(argv)
-    config = merged_config(args.configfile)
+    config = merge_config_files(args.configfile)
     start = time.perf_counter()
     spec = LayoutSpec(image_size=tuple(args.image_size), train_per_class=args.train_per_class)
     files = write_image_data(config["dcls"]["data"], spec)
