@@ -87,12 +87,13 @@ def repo() -> Path:
 NETWORK_TRACE = "network-trace.log"
 
 
-def network_guard(workdir: Path, trace: bool = True) -> list[str]:
+def network_guard(workdir: Path, trace: bool = True, loopback: bool = False) -> list[str]:
     """Wrap a run so it cannot reach, and (``trace``) we can see any try to reach, the network.
 
-    `unshare --net` gives the run a network namespace with no interface up; `strace` logs
-    every connect() of every process (read by tests/test_offline.py). Either is skipped
-    where the machine lacks it (the offline test then skips with the reason).
+    `unshare --net` gives the run a network namespace with no interface up (``loopback``: only
+    `lo` up, for torchrun's local rendezvous); `strace` logs every connect() of every process
+    (read by tests/test_offline.py). Either is skipped where the machine lacks it (the offline
+    test then skips with the reason).
     """
     prefix: list[str] = []
     if shutil.which("scontrol") and not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
@@ -101,8 +102,11 @@ def network_guard(workdir: Path, trace: bool = True) -> list[str]:
         # but writes its config elsewhere) slurm falls back to a DNS SRV lookup. An empty
         # config file makes scontrol fail at once instead. Not the pipeline's traffic.
         prefix += ["env", "SLURM_CONF=/dev/null"]
-    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
+    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0 and (
+            not loopback or shutil.which("ip")):
         prefix += ["unshare", "--net"]
+        if loopback:
+            prefix += ["sh", "-c", 'ip link set lo up && exec "$@"', "network-guard"]
     if trace and shutil.which("strace"):
         prefix += ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect", "-o", str(workdir / NETWORK_TRACE)]
     return prefix

@@ -76,3 +76,21 @@ def test_mixed_imagenet_c_layout_is_rejected(layouts: dict[str, Path], tmp_path:
     source = ImageFolderSource({"root": str(layouts["imagenet"]), "robustness": {"imagenet-c": str(tmp_path)}}, seed=0)
     with pytest.raises(ConfigError, match=r"dcls\.data\.robustness\.imagenet-c.*severity"):
         source.robustness_sets()
+
+
+def test_paper_randaugment_survives_its_largest_magnitude(layouts: dict[str, Path]) -> None:
+    """rand-m9-mstd0.5-inc1 can draw magnitude 10: posterize keeps 0 bits (a black image, as
+    older Pillow gave), instead of Pillow's ValueError killing the loader worker."""
+    from timm.data.auto_augment import RandAugment
+
+    source = ImageFolderSource({"root": str(layouts["imagenet"]), "image_size": 64}, seed=0,
+                               augment={"auto_augment": "rand-m9-mstd0.5-inc1", "random_erasing": 0.25})
+    transform = source.transform(train=True)
+    rand = next(t for t in transform.transforms if isinstance(t, RandAugment))
+    posterize = [op for op in rand.ops if op.name.startswith("Posterize")]
+    assert posterize
+    image = Image.open(next((layouts["imagenet"] / "train" / "n01440764").iterdir())).convert("RGB")
+    for op in posterize:
+        op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0
+        out = op(image)
+        assert out.size == image.size and out.getextrema() == ((0, 0), (0, 0), (0, 0))

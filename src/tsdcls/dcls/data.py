@@ -301,6 +301,7 @@ class ImageFolderSource(ImageSource):
     def transform(self, train: bool) -> Any:
         from timm.data import create_transform, resolve_data_config
 
+        allow_zero_bit_posterize()
         base = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
         aug = self.augment if train else {}
         return create_transform(
@@ -391,6 +392,28 @@ def corruption_levels(folder: Path, key: str) -> list[tuple[str, int, Path]] | N
         raise ConfigError(f"config key '{key}': {folder} looks like ImageNet-C (<corruption>/<severity>/<wnid>/) "
                           f"but {plain[:3]} hold no severity folders; fix the layout")
     return [(p.name, int(level.name), level) for p, levels in numeric.items() for level in levels]
+
+
+def _posterize_zero_bits_ok(img: Any, bits_to_keep: int, **_: Any) -> Any:
+    """timm's posterize, with 0 bits kept giving the black image older Pillow returned."""
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def allow_zero_bit_posterize() -> None:
+    """The paper's RandAugment (rand-m9-mstd0.5-inc1) draws magnitude 10 now and then, which
+    timm maps to posterize with 0 bits; recent Pillow (13.0 here) rejects that, killing a loader worker and
+    the training job a few thousand images into ImageNet. Restores the old result instead."""
+    from timm.data import auto_augment
+
+    for name, op in list(auto_augment.NAME_TO_OP.items()):
+        if op is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize_zero_bits_ok
 
 
 def load_image(path: str) -> Any:
