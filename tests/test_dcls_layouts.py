@@ -4,6 +4,10 @@ source: real wnids, the 200-class A/R subsets on the 1000-class label space, Ima
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +98,15 @@ def test_paper_randaugment_survives_its_largest_magnitude(layouts: dict[str, Pat
         op.prob, op.magnitude, op.magnitude_std = 1.0, 10, 0
         out = op(image)
         assert out.size == image.size and out.getextrema() == ((0, 0), (0, 0), (0, 0))
+
+
+def test_loader_benchmark_prints_images_per_second_per_worker_count(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "benchmarks/bench_imagenet_loader.py"
+    cmd = [sys.executable, str(script), "--classes", "4", "--per-class", "6", "--image-size", "80", "60",
+           "--batch", "4", "--batches", "2", "--rounds", "2", "--workers", "0", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {int(m[1]): float(m[2]) for m in re.finditer(r"workers\s+(\d+):\s+([\d.]+) img/s \[", proc.stdout)}
+    assert set(lines) == {0, 1} and all(rate > 0 for rate in lines.values()), proc.stdout
+    assert "paper-recipe train loader, 24 images" in proc.stdout
