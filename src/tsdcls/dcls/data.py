@@ -380,13 +380,18 @@ class ImageFolderSource(ImageSource):
 def corruption_levels(folder: Path, key: str) -> list[tuple[str, int, Path]] | None:
     """(corruption, severity, folder) of an ImageNet-C layout, or None for a plain ImageFolder.
 
-    The layout is recognised by numeric severity folders under the first level; a folder that
-    mixes both layouts is an error naming the key.
+    The layout is recognised by numeric severity folders in the first sub-folder (a class folder
+    of a plain ImageFolder holds images); a folder that mixes both layouts is an error naming
+    the key.
     """
     first = sorted(p for p in folder.iterdir() if p.is_dir())
-    numeric = {p: sorted(c for c in p.iterdir() if c.is_dir() and c.name.isdigit()) for p in first}
-    if not any(numeric.values()):
+
+    def severities(sub: Path) -> list[Path]:
+        return sorted(c for c in sub.iterdir() if c.name.isdigit() and c.is_dir())
+
+    if not first or not severities(first[0]):
         return None
+    numeric = {p: severities(p) for p in first}
     plain = [p.name for p, levels in numeric.items() if not levels]
     if plain:
         raise ConfigError(f"config key '{key}': {folder} looks like ImageNet-C (<corruption>/<severity>/<wnid>/) "
