@@ -8,13 +8,22 @@ SNAKEMAKE_ARGS ?=
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: reproduce test test-fast install system-deps test-system-deps figures report lint dry-run benchmark
+.PHONY: reproduce rehearsal test test-fast install system-deps test-system-deps figures report lint dry-run benchmark
 
 # the whole DAG, then the HTML report, then where everything is and one headline per stage
 reproduce: install system-deps
 	@start=$$(date +%s); \
 	snakemake --cores $(CORES) $(if $(CONFIG),--configfile $(CONFIG)) --report results/report.html \
 		--report-after-run $(SNAKEMAKE_ARGS) && \
+	$(PY) workflow/scripts/summary.py --results results --seconds $$(( $$(date +%s) - start ))
+
+# the paper preset's code paths on CPU, offline, in minutes: data written locally in the real
+# layouts, then the paper preset overlaid by workflow/presets/rehearsal.yaml (docs/paper-scale.md)
+REHEARSAL_CONFIGS := workflow/presets/paper.yaml workflow/presets/rehearsal.yaml
+rehearsal: install
+	@start=$$(date +%s); \
+	$(PY) workflow/scripts/write_rehearsal_data.py --configfile config.yaml $(REHEARSAL_CONFIGS) && \
+	snakemake --cores $(CORES) all stage --configfile $(REHEARSAL_CONFIGS) $(SNAKEMAKE_ARGS) && \
 	$(PY) workflow/scripts/summary.py --results results --seconds $$(( $$(date +%s) - start ))
 
 test: install test-system-deps

@@ -48,12 +48,15 @@ PAPER_PRESET = "workflow/presets/paper.yaml"
 
 
 def paper_data_overlay(workdir: Path) -> str:
-    """An overlay pointing the paper preset's ImageNet root at a tiny ImageFolder skeleton in
-    ``workdir`` (the preset leaves the root for the user to set; the workflow checks it at parse
-    time). Returns the overlay's file name, to pass after the paper preset."""
-    root = workdir / "imagenet-skeleton"
-    for split in ("train", "val"):
-        (root / split / "n01440764").mkdir(parents=True, exist_ok=True)
+    """An overlay pointing the paper preset's ImageNet root at a small ImageFolder in ``workdir``
+    (10 wnid classes, one JPEG each per split; written by the rehearsal's layout writer). The
+    preset leaves the root for the user to set and the workflow checks it at parse time.
+    Returns the overlay's file name, to pass after the paper preset."""
+    from tsdcls.dcls.layouts import LayoutSpec, write_training_folder
+
+    root = workdir / "imagenet-small"
+    if not root.is_dir():
+        write_training_folder(root, LayoutSpec(classes=10))
     (workdir / "paper-data.yaml").write_text(f"dcls:\n  data:\n    root: {root}\n")
     return "paper-data.yaml"
 
@@ -84,12 +87,13 @@ def repo() -> Path:
 NETWORK_TRACE = "network-trace.log"
 
 
-def _network_guard(workdir: Path) -> list[str]:
-    """Wrap the smoke run so it cannot reach, and we can see any try to reach, the network.
+def network_guard(workdir: Path, trace: bool = True, loopback: bool = False) -> list[str]:
+    """Wrap a run so it cannot reach, and (``trace``) we can see any try to reach, the network.
 
-    `unshare --net` gives the run a network namespace with no interface up; `strace` logs
-    every connect() of every process (read by tests/test_offline.py). Either is skipped
-    where the machine lacks it (the offline test then skips with the reason).
+    `unshare --net` gives the run a network namespace with no interface up (``loopback``: only
+    `lo` up, for torchrun's local rendezvous); `strace` logs every connect() of every process
+    (read by tests/test_offline.py). Either is skipped where the machine lacks it (the offline
+    test then skips with the reason).
     """
     prefix: list[str] = []
     if shutil.which("scontrol") and not os.environ.get("SLURM_CONF") and not Path("/etc/slurm/slurm.conf").exists():
@@ -98,9 +102,12 @@ def _network_guard(workdir: Path) -> list[str]:
         # but writes its config elsewhere) slurm falls back to a DNS SRV lookup. An empty
         # config file makes scontrol fail at once instead. Not the pipeline's traffic.
         prefix += ["env", "SLURM_CONF=/dev/null"]
-    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0:
+    if shutil.which("unshare") and subprocess.run(["unshare", "--net", "true"]).returncode == 0 and (
+            not loopback or shutil.which("ip")):
         prefix += ["unshare", "--net"]
-    if shutil.which("strace"):
+        if loopback:
+            prefix += ["sh", "-c", 'ip link set lo up && exec "$@"', "network-guard"]
+    if trace and shutil.which("strace"):
         prefix += ["strace", "-f", "--seccomp-bpf", "-e", "trace=connect", "-o", str(workdir / NETWORK_TRACE)]
     return prefix
 
@@ -109,13 +116,13 @@ def _network_guard(workdir: Path) -> list[str]:
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the smoke DAG once with the real snakemake; tests read (never modify) its results."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    run_snakemake(workdir, timeout=1500, wrapper=_network_guard(workdir))
+    run_snakemake(workdir, timeout=1500, wrapper=network_guard(workdir))
     return workdir
 
 
 # Fixtures that run real end-to-end work (the smoke DAG, SLURM daemons): every test
 # that uses one, directly or through another fixture, is `slow`, so `make test-fast` skips it.
-SLOW_FIXTURES = {"smoke_run", "cluster_dir", "snakemake_only_python"}
+SLOW_FIXTURES = {"smoke_run", "cluster_dir", "snakemake_only_python", "rehearsal"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001 - pytest hook

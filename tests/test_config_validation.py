@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,10 +74,15 @@ def test_bad_config_fails_before_any_job(workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "workflow/presets").glob("*.yaml")))
-def test_presets_and_default_validate(workdir: Path, preset: str) -> None:
+def test_presets_and_default_validate(workdir: Path, preset: str, tmp_path: Path) -> None:
     configfiles = (f"workflow/presets/{preset}",)
     if configfiles[0] == PAPER_PRESET:
         configfiles += (paper_data_overlay(workdir),)
+    if preset == "rehearsal.yaml":  # an overlay of the paper preset, on the data its script writes
+        configfiles, workdir = (PAPER_PRESET, *configfiles), copy_workflow(tmp_path / "rehearsal")
+        script = [sys.executable, "workflow/scripts/write_rehearsal_data.py", "--configfile", "config.yaml", *configfiles]
+        written = subprocess.run(script, cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert written.returncode == 0, written.stderr[-3000:]
     proc = run_snakemake(workdir, "-n", configfiles=configfiles, check=False, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

@@ -168,7 +168,7 @@ DCLS_RUN = "results/dcls/runs/{family}/{variant}/k{kernel_count}_d{dks}/seed{see
 DCLS_STEM = "{family}_{variant}_k{kernel_count}_d{dks}_seed{seed}"
 DCLS_TRAIN_KIND = "gpu" if config["device"].startswith("cuda") else "cpu"
 # Data keys that only evaluation reads: editing them never reruns (or invalidates) a training.
-DCLS_EVAL_ONLY_DATA_KEYS = ("corruptions", "corruption_severities", "robustness")
+DCLS_EVAL_ONLY_DATA_KEYS = ("corruptions", "corruption_severities", "robustness", "robustness_size")
 DCLS_TRAIN_DATA_KEYS = [f"data.{key}" for key in DCLS["data"] if key not in DCLS_EVAL_ONLY_DATA_KEYS]
 # Training settings that evaluation also reads (how to run the model, not how it was trained).
 DCLS_EVAL_TRAIN_KEYS = ("train.channels_last", "train.amp", "train.num_workers")
@@ -214,11 +214,14 @@ def dcls_checkpoint_dir(wildcards) -> str:
 
 
 def dcls_launch(verb: str) -> str:
-    """torchrun with one process per GPU the job's resources request; plain python on CPU."""
+    """torchrun with one process per GPU the job's resources request; without GPUs, torchrun
+    with dcls.cpu_processes gloo processes, or plain python when that is 1."""
     command = tsdcls(verb)
+    processes = int(DCLS["cpu_processes"])
+    cpu_launch = f'"torchrun --standalone --nproc_per_node={processes}"' if processes > 1 else "python"
     runner = (
         'if [ "{resources.gpus}" -ge 1 ] 2>/dev/null; then '
-        'LAUNCH="torchrun --standalone --nproc_per_node={resources.gpus}"; else LAUNCH=python; fi; '
+        f'LAUNCH="torchrun --standalone --nproc_per_node={{resources.gpus}}"; else LAUNCH={cpu_launch}; fi; '
     )
     return runner + command.replace("exec python -m tsdcls.cli", "exec $LAUNCH -m tsdcls.cli", 1)
 
@@ -255,6 +258,9 @@ def tempscale_eval_config(wildcards) -> str:
         "tasks": {k: v for k, v in section["tasks"].items() if k != "threads"},  # threads: a resource
         "variant": variant.spec(),
     }
+    revisions = section.get("model_revisions") or {}
+    if model in revisions:  # a hub model: its own pin only (another model's pin reruns nothing here)
+        job["model_revisions"] = {model: revisions[model]}
     return json.dumps(job, sort_keys=True)
 
 

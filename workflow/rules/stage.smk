@@ -13,6 +13,7 @@ rule stage:
     output:
         manifest=STAGE_MANIFEST,
     params:
+        config=job_config("tempscale", seed="none"),  # the scale, for the manifest's provenance
         io=stage_io,
         listing=stage_listing,
     message:
@@ -29,4 +30,4 @@ rule stage:
     shell:
         # --allow-network: this job may download; HF_HUB_OFFLINE=1 (set by allow_network: false or
         # by the caller) makes it a check of the cache instead
-        "python -m tsdcls.cli hub-stage --threads {threads} --allow-network {params.io} > {log} 2>&1"
+        "python -m tsdcls.cli hub-stage --config {params.config:q} --threads {threads} --allow-network {params.io} > {log} 2>&1"

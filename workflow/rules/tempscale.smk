@@ -15,7 +15,7 @@ rule tempscale_collapse:
         controls="results/tempscale/collapse_controls.csv",
         checks="results/tempscale/collapse_checks.json",
     params:
-        config=job_config("tempscale", "collapse", "models", "taus"),
+        config=job_config("tempscale", "collapse", "models", "taus", "model_revisions"),
         io=job_io,
     log:
         log_path("tempscale_collapse"),

@@ -96,6 +96,16 @@ def stage_headlines(results: Path) -> list[str]:
     return lines
 
 
+def scale_line(results: Path) -> str:
+    """The scale stamped on the run's claims (or any) result, so a rehearsal reads as one."""
+    from tsdcls.common.io import read_provenance
+
+    for path in (results / "claims.csv", results / "dcls/ablation.csv", results / "tempscale/ablation.csv"):
+        if path.exists():
+            return f"scale: {read_provenance(path).get('scale', '?')} (from {path})"
+    return "scale: unknown (no result file)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -103,6 +113,7 @@ def main() -> None:
     args = parser.parse_args()
     results = args.results
     print("\n== tsdcls run summary ==")
+    print(scale_line(results))
     if args.seconds is not None:
         print(f"run time: {int(args.seconds // 60)} min {int(args.seconds % 60)} s")
     for label, sub in (("results", ""), ("figures", "figures"), ("tables", "tables"), ("report", "report.html"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -59,3 +60,23 @@ def reject_unknown_keys(section: Mapping[str, Any], known: Iterable[str], key: s
     unknown = sorted(set(section) - set(known))
     if unknown:
         raise ConfigError(f"config key '{key}.{unknown[0]}' is not a known setting (known: {', '.join(sorted(known))})")
+
+
+def merge_config_files(paths: Iterable[str | os.PathLike[str]]) -> dict[str, Any]:
+    """config.yaml plus presets as Snakemake merges ``--configfile``: later files win, nested
+    mappings merged key by key (for scripts and benchmarks that read the run's config)."""
+    import yaml
+
+    config: dict[str, Any] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            _merge_into(config, yaml.safe_load(handle) or {})
+    return config
+
+
+def _merge_into(target: dict[str, Any], overlay: Mapping[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = dict(value) if isinstance(value, Mapping) else value

@@ -301,6 +301,7 @@ class ImageFolderSource(ImageSource):
     def transform(self, train: bool) -> Any:
         from timm.data import create_transform, resolve_data_config
 
+        allow_zero_bit_posterize()
         base = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
         aug = self.augment if train else {}
         return create_transform(
@@ -342,22 +343,82 @@ class ImageFolderSource(ImageSource):
         """ImageNet-A/R/Sketch/C folders (paths in 'dcls.data.robustness'); labels mapped by wnid.
 
         ImageNet-A and -R cover 200 of the 1000 classes: their wnid folders are mapped onto the
-        training label space, so top-1 is measured over the full 1000-way output.
+        training label space, so top-1 is measured over the full 1000-way output. A folder in
+        ImageNet-C's layout (``<corruption>/<severity>/<wnid>/``) gives one set per corruption
+        and severity, named ``<name>/<corruption>@<severity>``. 'dcls.data.robustness_size'
+        evaluates a class-balanced subset of every set (null: all of it).
         """
         sets: dict[str, Dataset] = {}
-        index = {wnid: i for i, wnid in enumerate(self.class_names)}
         for name, path in (self.config.get("robustness") or {}).items():
-            folder = _require_dir(path, f"dcls.data.robustness.{name}", f"{name} ImageFolder")
-            dataset = self._folder(str(folder), transform=self.transform(False), loader=load_image)
-            check_image_files([path for path, _ in dataset.samples], f"dcls.data.robustness.{name}")
-            unknown = [c for c in dataset.classes if c not in index]
-            if unknown:
-                raise ConfigError(f"config key 'dcls.data.robustness.{name}': {folder} has class folders "
-                                  f"not in the training set, e.g. {unknown[:3]}")
-            remap = [index[c] for c in dataset.classes]
-            dataset.target_transform = remap.__getitem__
-            sets[name] = dataset
+            key = f"dcls.data.robustness.{name}"
+            folder = _require_dir(path, key, f"{name} ImageFolder")
+            levels = corruption_levels(folder, key)
+            if levels is None:
+                sets[name] = self._robustness_set(folder, key)
+            for corruption, severity, level in levels or []:
+                sets[f"{name}/{corruption}@{severity}"] = self._robustness_set(level, key)
         return sets
+
+    def _robustness_set(self, folder: Path, key: str) -> Dataset:
+        """One labelled set on the training label space, subset to 'dcls.data.robustness_size'."""
+        index = {wnid: i for i, wnid in enumerate(self.class_names)}
+        dataset = self._folder(str(folder), transform=self.transform(False), loader=load_image)
+        unknown = [c for c in dataset.classes if c not in index]
+        if unknown:
+            raise ConfigError(f"config key '{key}': {folder} has class folders not in the training set, "
+                              f"e.g. {unknown[:3]}")
+        remap = [index[c] for c in dataset.classes]
+        dataset.target_transform = remap.__getitem__
+        size = self.config.get("robustness_size")
+        indices = np.arange(len(dataset.samples))
+        if size:
+            indices = balanced_subset(np.asarray(dataset.targets), int(size), derive_seed(self.seed, "robust", key))
+        check_image_files([dataset.samples[i][0] for i in indices], key)
+        return torch.utils.data.Subset(dataset, indices.tolist()) if size else dataset
+
+
+def corruption_levels(folder: Path, key: str) -> list[tuple[str, int, Path]] | None:
+    """(corruption, severity, folder) of an ImageNet-C layout, or None for a plain ImageFolder.
+
+    The layout is recognised by numeric severity folders in the first sub-folder (a class folder
+    of a plain ImageFolder holds images); a folder that mixes both layouts is an error naming
+    the key.
+    """
+    first = sorted(p for p in folder.iterdir() if p.is_dir())
+
+    def severities(sub: Path) -> list[Path]:
+        return sorted(c for c in sub.iterdir() if c.name.isdigit() and c.is_dir())
+
+    if not first or not severities(first[0]):
+        return None
+    numeric = {p: severities(p) for p in first}
+    plain = [p.name for p, levels in numeric.items() if not levels]
+    if plain:
+        raise ConfigError(f"config key '{key}': {folder} looks like ImageNet-C (<corruption>/<severity>/<wnid>/) "
+                          f"but {plain[:3]} hold no severity folders; fix the layout")
+    return [(p.name, int(level.name), level) for p, levels in numeric.items() for level in levels]
+
+
+def _posterize_zero_bits_ok(img: Any, bits_to_keep: int, **_: Any) -> Any:
+    """timm's posterize, with 0 bits kept giving the black image older Pillow returned."""
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def allow_zero_bit_posterize() -> None:
+    """The paper's RandAugment (rand-m9-mstd0.5-inc1) draws magnitude 10 now and then, which
+    timm maps to posterize with 0 bits; recent Pillow (13.0 here) rejects that, killing a loader worker and
+    the training job a few thousand images into ImageNet. Restores the old result instead."""
+    from timm.data import auto_augment
+
+    for name, op in list(auto_augment.NAME_TO_OP.items()):
+        if op is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize_zero_bits_ok
 
 
 def load_image(path: str) -> Any:

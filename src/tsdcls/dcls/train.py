@@ -358,7 +358,8 @@ def epoch_batches(loop: Loop, epoch: int, start_step: int) -> Iterator[tuple[tor
 # resumes (or keeps) a finished run. ``num_workers`` only changes which random augmentation draw an
 # ImageFolder image gets (same distribution); the data path is replaced by a hash of the content.
 OFF_TRAJECTORY_TRAIN_KEYS = frozenset({"num_workers", "checkpoint_every_steps"})
-OFF_TRAJECTORY_DATA_KEYS = frozenset({"root", "val_size", "corruptions", "corruption_severities", "robustness"})
+OFF_TRAJECTORY_DATA_KEYS = frozenset({"root", "val_size", "corruptions", "corruption_severities", "robustness",
+                                      "robustness_size"})
 
 
 def trajectory_identity(config: Mapping[str, Any], spec: RunSpec, cfg: TrainConfig, world: int,

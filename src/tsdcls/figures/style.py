@@ -209,6 +209,15 @@ def distinct_colours(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def ordered_colours(count: int) -> list[str]:
+    """Colours of ``count`` ordered series (layers, lengths): the palette while it suffices (its
+    last colour, the baseline grey, left out), an ordered colour map beyond, so none repeats."""
+    if count < len(PALETTE):
+        return list(PALETTE[:count])
+    cmap = matplotlib.colormaps["viridis"]
+    return [matplotlib.colors.to_hex(cmap(i / max(count - 1, 1))) for i in range(count)]
+
+
 def _visible_axes(axes: Iterable[Any]) -> list[Any]:
     # colorbars are axes too; they carry their own label
     return [ax for ax in axes if ax.get_visible() and ax.axison and not hasattr(ax, "_colorbar")

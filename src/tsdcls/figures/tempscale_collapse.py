@@ -45,11 +45,11 @@ def run_collapse_figure(job: Any) -> None:
     import matplotlib.pyplot as plt
 
     from tsdcls.figures.style import (
-        PALETTE,
         distinct_colours,
         finish,
         label_axes,
         new_figure,
+        ordered_colours,
         series_style,
     )
 
@@ -97,7 +97,7 @@ def run_collapse_figure(job: Any) -> None:
             low = min(att["tau"])
             layers = sorted(set(att["layer"]))
             for layer in layers:
-                color = PALETTE[layer % (len(PALETTE) - 1)]
+                color = ordered_colours(len(layers))[layers.index(layer)]
                 for tau, linestyle in ((1.0, "-"), (low, "--")):
                     part = att[(att["tau"] == tau) & (att["layer"] == layer)].sort_values("bin_lo")
                     if part.empty or (tau == low and low == 1.0):
@@ -112,3 +112,4 @@ def run_collapse_figure(job: Any) -> None:
     finish(fig, prov)
     save_figure(fig, job.output("png").with_suffix(""), prov, dpi=int(job.config["dpi"]))
     plt.close(fig)
+

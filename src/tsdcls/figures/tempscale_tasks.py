@@ -117,7 +117,7 @@ def run_tau_sweep_figure(job: Any) -> None:
     """Score change vs tau per task (all layers), one line per length."""
     import matplotlib.pyplot as plt
 
-    from tsdcls.figures.style import PALETTE, finish, label_axes, new_figure
+    from tsdcls.figures.style import finish, label_axes, new_figure, ordered_colours
 
     frame = temperature_rows(_load(job))
     sweep = frame[frame["layers"] == "all"]
@@ -130,9 +130,10 @@ def run_tau_sweep_figure(job: Any) -> None:
     for index, (model, task) in enumerate(keys):
         ax = axes[index // ncols, index % ncols]
         rows = sweep[(sweep["model"] == model) & (sweep["task"] == task)]
+        colours = ordered_colours(rows["split"].nunique())
         for k, (split, part) in enumerate(rows.groupby("split", sort=False)):
             part = part.sort_values("tau")
-            color = PALETTE[k % (len(PALETTE) - 1)]
+            color = colours[k]
             name = f"{int(part['length'].iloc[0])} tokens" if not math.isnan(part["length"].iloc[0]) else split
             ax.plot(part["tau"], part["delta_vs_tau1"], color=color, marker="o", markerfacecolor="white", label=name)
             sig = part[part["significant"].astype(bool)]

@@ -375,8 +375,10 @@ def attention_gains(hf_model: Any, tokenizer: Any, texts: Sequence[str], max_len
     return np.asarray(gains, dtype=float)
 
 
-def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], seed: int, device: str) -> dict[str, list[dict]]:
-    """Similarity, attention, control and text rows for one encoder (taus: 1.0 first)."""
+def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], seed: int, device: str,
+                  revision: str | None = None) -> dict[str, list[dict]]:
+    """Similarity, attention, control and text rows for one encoder (taus: 1.0 first); a hub id
+    is read from the Hugging Face cache at ``revision`` (tempscale.model_revisions)."""
     from sentence_transformers import SentenceTransformer
 
     from tsdcls.tempscale.patch import (
@@ -386,7 +388,7 @@ def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], s
         remove_tempscale,
     )
 
-    probe = load_encoder(model_name, device=device)
+    probe = load_encoder(model_name, device=device, revision=revision)
     limit = position_limit(probe) or probe.max_seq_length
     max_len = int(min(cfg["max_seq_length"], limit))
     probe.max_seq_length = max_len
@@ -400,7 +402,7 @@ def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], s
 
     # sigma_a needs the attention probabilities, which only the eager kernel returns; a second
     # copy keeps the embeddings above on the model's own (SDPA) path.
-    eager = SentenceTransformer(_path(model_name), device=device, model_kwargs={"attn_implementation": "eager"})
+    eager = SentenceTransformer(_path(model_name, revision), device=device, model_kwargs={"attn_implementation": "eager"})
     eager_hf = eager[0].auto_model
     k = int(cfg["attention_texts_per_bin"])
     windows = [t for t in texts if t.kind == "window"]
@@ -437,10 +439,10 @@ def analyse_model(model_name: str, cfg: dict[str, Any], taus: Sequence[float], s
     return {"similarity": similarity, "attention": attention, "controls": controls, "texts": text_rows}
 
 
-def _path(model_name: str) -> str:
+def _path(model_name: str, revision: str | None = None) -> str:
     from tsdcls.common.assets import model_path
 
-    return model_path(model_name)
+    return model_path(model_name, revision)
 
 
 def collapse_checks(similarity: Any) -> dict[str, Any]:
@@ -483,7 +485,8 @@ def run_collapse(job: Job) -> None:
         raise ConfigError(f"config key 'tempscale.collapse.ci_level' must lie in (0, 1), got {cfg['ci_level']}")
     tables: dict[str, list[dict]] = {"similarity": [], "attention": [], "controls": [], "texts": []}
     for model_name in models:
-        for name, rows in analyse_model(model_name, cfg, taus, job.seed, job.device).items():
+        revision = (job.config.get("model_revisions") or {}).get(model_name)
+        for name, rows in analyse_model(model_name, cfg, taus, job.seed, job.device, revision).items():
             tables[name] += rows
     frames = {name: pd.DataFrame(rows) for name, rows in tables.items()}
     prov = job.prov(scale=job.config.get("scale", "unknown"), max_seq_length=cfg["max_seq_length"], taus=taus, models=models,
