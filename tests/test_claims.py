@@ -79,6 +79,13 @@ def test_task_delta_is_paired_over_items() -> None:
     assert est.value == pytest.approx(10.0) and est.high - est.low < 1e-6
     with pytest.raises(claims.NotTested):
         claims.tempscale_task_delta(data, {"task_group": "short"}, rng)
+    # against another variant (a post-hoc fix) instead of tau = 1: the same pairing, its own sign
+    fixed = items[items["variant"] == "tau1-all"].assign(variant="whiten-tau1-all", value=lambda f: f["value"] + 0.3)
+    data_fix = {**data, "per_item": pd.concat([items, fixed], ignore_index=True)}
+    est = claims.tempscale_task_delta(data_fix, {"task_group": "long", "baseline": "whiten-tau1-all"}, rng)
+    assert est.value == pytest.approx(-20.0) and est.high - est.low < 1e-6
+    with pytest.raises(claims.NotTested, match="mean_center-tau1-all"):
+        claims.tempscale_task_delta(data, {"task_group": "long", "baseline": "mean_center-tau1-all"}, rng)
 
 
 def test_every_claim_gets_a_row_even_with_no_data() -> None:

@@ -216,7 +216,7 @@ def tempscale_task_delta(data: Mapping[str, Any], args: Mapping[str, Any], rng: 
     baseline = str(args.get("baseline", "tau1-all"))
     rows = ablation[ablation["variant"] == data["headline"]]
     for variant in (data["headline"], baseline):
-        if variant not in set(ablation["variant"]):
+        if variant not in set(items["variant"]):
             raise NotTested(f"variant {variant} is not in this run's tempscale.ablation")
     want_long = args["task_group"] == "long"
     rows = rows[rows["task"].map(lambda t: bool(LONG_TASK.search(str(t)))) == want_long]
