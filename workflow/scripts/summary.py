@@ -36,7 +36,7 @@ def collapse_headline(path: Path) -> str:
 
 def tasks_headline(path: Path) -> str:
     frame = read_csv(path)
-    fix = frame["fix"].fillna("") if "fix" in frame else ""
+    fix = frame["fix"].astype(object).fillna("") if "fix" in frame else ""
     skipped = (frame["status"].astype(str).str.startswith("skipped") if "status" in frame
                else pd.Series(False, index=frame.index))
     rows = frame[(frame["variant"] != "tau1-all") & (frame["tau_mode"] == "fixed") & (fix == "") & ~skipped]

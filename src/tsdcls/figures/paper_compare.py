@@ -444,7 +444,7 @@ def tempscale_variants_only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     methods, compared in the fixes table, not TempScale results."""
     if frame is None or "fix" not in frame.columns:
         return frame
-    return frame[frame["fix"].fillna("").astype(str) == ""]
+    return frame[frame["fix"].astype(object).fillna("").astype(str) == ""]
 
 
 def _baseline_variants(group: pd.DataFrame) -> list[str]:

@@ -69,7 +69,7 @@ def series_style(row: Any) -> dict[str, Any]:
 
 def _clean(frame: Any) -> Any:
     for column in ("tau_law", "fix"):
-        frame[column] = frame[column].fillna("").astype(str) if column in frame else ""
+        frame[column] = frame[column].astype(object).fillna("").astype(str) if column in frame else ""
     return frame
 
 

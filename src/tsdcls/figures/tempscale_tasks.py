@@ -41,7 +41,7 @@ def _load(job: Any) -> Any:
 
 def temperature_rows(frame: Any) -> Any:
     """Fixed-tau rows without a post-hoc fix (laws and fixes: figures.tempscale_fixes)."""
-    fix = frame["fix"].fillna("").astype(str) if "fix" in frame else ""
+    fix = frame["fix"].astype(object).fillna("").astype(str) if "fix" in frame else ""
     return frame[(frame["tau_mode"] == "fixed") & (fix == "")]
 
 

@@ -260,8 +260,8 @@ def run_aggregate(job: Any) -> None:
     )
     frame = compare_with_baseline(scores, per_item, job.config["significance"], seed=job.seed)
     frame["scale"] = job.config.get("scale", "unknown")
-    for column in ("tau_law", "fix"):  # scores written before laws and fixes existed
-        frame[column] = frame[column].fillna("") if column in frame else ""
+    for column in ("tau_law", "fix"):  # empty strings come back from a CSV as NaN
+        frame[column] = frame[column].astype(object).fillna("") if column in frame else ""
     frame = frame.sort_values(["model", "task", "length", "split", "tau_mode", "fix", "layers", "tau"],
                               ascending=[True, True, True, True, True, True, True, False])
     write_csv(job.output("ablation"), frame[COLUMNS], job.prov(n_evaluations=len(score_files)))
