@@ -121,7 +121,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # Fixtures that run real end-to-end work (the smoke DAG, SLURM daemons): every test
-# that uses one, directly or through another fixture, is `slow`, so `make test-fast` skips it.
+# that uses one, directly or through another fixture, is `slow`, so `make test-fast` skips it
+# (a few tests that start a real end-to-end subprocess carry the marker themselves).
 SLOW_FIXTURES = {"smoke_run", "cluster_dir", "snakemake_only_python", "rehearsal"}
 
 

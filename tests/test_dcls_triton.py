@@ -22,6 +22,7 @@ triton_dw = pytest.importorskip("tsdcls.dcls.triton_dw")
 CASES_FILE = Path(__file__).with_name("triton_interpreted_cases.py")
 
 
+@pytest.mark.slow  # a real end-to-end subprocess run (make test-fast skips it; make test runs it)
 def test_triton_kernels_under_the_interpreter() -> None:
     if triton_dw.triton is None:
         pytest.skip("triton is not importable")

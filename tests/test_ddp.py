@@ -38,6 +38,7 @@ def tiny_config(train_size: int = 128, epochs: int = 1, batch_size: int = 32) ->
 
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun not installed")
+@pytest.mark.slow  # a real end-to-end subprocess run (make test-fast skips it; make test runs it)
 def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     config = tiny_config()
     spec = RunSpec("convnext", "dcls_v0", 4, 5, seed=3)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.test_tempscale_tasks import ABLATION, TINY
 from tsdcls.common.io import read_csv
@@ -60,6 +61,7 @@ def test_started_again_the_evaluation_reuses_finished_tasks_only(tmp_path: Path)
     assert files["TsdclsPolarityClassification"].stat().st_mtime_ns == polarity_written
 
 
+@pytest.mark.slow  # a real end-to-end subprocess run (make test-fast skips it; make test runs it)
 def test_killed_evaluation_job_started_again_computes_only_the_rest(tmp_path: Path) -> None:
     """The real CLI verb, SIGKILLed right after its first task was recorded, then run again."""
     config = {**_config(lee_sts={}, polarity={}), "seed": 0, "scale": "smoke",
