@@ -264,11 +264,13 @@ def tempscale_eval_config(wildcards) -> str:
     return json.dumps(job, sort_keys=True)
 
 
+def measured_alpha_input(variants) -> dict[str, str]:
+    """The theory stage's measured alpha when a variant uses the law 'power-measured'; else nothing."""
+    return {"tau_law": rules.theory_real_attention.output.tau_law} if any(v.needs_measured_alpha for v in variants) else {}
+
+
 def tempscale_eval_extra_inputs(wildcards) -> dict[str, str]:
-    """The theory stage's measured alpha for the law 'power-measured'; nothing for other variants."""
-    if tempscale_variant_map()[wildcards.variant].needs_measured_alpha:
-        return {"tau_law": rules.theory_real_attention.output.tau_law}
-    return {}
+    return measured_alpha_input([tempscale_variant_map()[wildcards.variant]])
 
 
 def tempscale_fix_collapse_config(wildcards) -> str:
@@ -282,8 +284,7 @@ def tempscale_fix_collapse_config(wildcards) -> str:
 
 
 def tempscale_fix_collapse_inputs(wildcards) -> dict[str, str]:
-    variants = tempscale_side_by_side(config["tempscale"], TEMPSCALE_HEADLINE_TAU)
-    return {"tau_law": rules.theory_real_attention.output.tau_law} if any(v.needs_measured_alpha for v in variants) else {}
+    return measured_alpha_input(tempscale_side_by_side(config["tempscale"], TEMPSCALE_HEADLINE_TAU))
 
 
 def tempscale_fixes_shown() -> bool:
@@ -299,8 +300,9 @@ def tempscale_law_problems() -> list[str]:
     return []
 
 
-if tempscale_law_problems():
-    raise WorkflowError("config problems, found before any job started:\n  - " + "\n  - ".join(tempscale_law_problems()))
+TEMPSCALE_LAW_PROBLEMS = tempscale_law_problems()
+if TEMPSCALE_LAW_PROBLEMS:
+    raise WorkflowError("config problems, found before any job started:\n  - " + "\n  - ".join(TEMPSCALE_LAW_PROBLEMS))
 
 
 def tempscale_eval_io(wildcards, input, output) -> str:

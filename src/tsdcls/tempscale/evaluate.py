@@ -113,7 +113,7 @@ def _apply_fix(model: Any, name: str, variant: Variant, fixes: Mapping[str, Any]
     """Fit the variant's post-hoc fix on the held-out corpus and append it; returns the mteb name."""
     from tsdcls.tempscale import fixes as posthoc
 
-    fit = {k: fixes[k] for k in ("corpus", "fit_texts_per_bin", "length_bins", "whiten_dims")}
+    fit = {k: fixes[k] for k in posthoc.FIT_KEYS}
     posthoc.apply_fix(model, variant.fix, fit, seed, batch_size)
     settings.update(fix={"method": variant.fix, **fit})
     return fix_name(name, variant.fix, fit["whiten_dims"])

@@ -44,13 +44,10 @@ def _fixed_embeddings(variant: Variant, model: Any, fit_cache: dict, embeddings:
 
     from tsdcls.tempscale import fixes
 
-    settings = {k: config["ablation"]["fixes"][k] for k in ("corpus", "fit_texts_per_bin", "length_bins", "whiten_dims")}
+    settings = {k: config["ablation"]["fixes"][k] for k in fixes.FIT_KEYS}
     key = _base(variant).slug
     if key not in fit_cache:
-        pairs = fixes.fit_texts(model.tokenizer, settings, int(model.max_seq_length), seed)
-        fit = model.encode([t for _, t in pairs], batch_size=int(config["collapse"]["batch_size"]), convert_to_tensor=True,
-                           show_progress_bar=False).float().cpu()
-        fit_cache[key] = (fit, [b for b, _ in pairs])
+        fit_cache[key] = fixes.fit_embeddings(model, settings, seed, int(config["collapse"]["batch_size"]))
     fit, bins = fit_cache[key]
     module = fixes.fit_fix(variant.fix, fit, bins, settings, int(model.max_seq_length))
     width = max(n_tokens)

@@ -34,6 +34,7 @@ from tsdcls.common.config import ConfigError
 logger = logging.getLogger(__name__)
 
 FIT_CORPORA = ("lee_background",)
+FIT_KEYS = ("corpus", "fit_texts_per_bin", "length_bins", "whiten_dims")  # what a fitted fix depends on
 MODULE_NAME = "tsdcls_posthoc_fix"
 
 
@@ -111,15 +112,22 @@ def fit_fix(method: str, embeddings: torch.Tensor, bins: Sequence[int], settings
     raise ConfigError(f"config key 'tempscale.ablation.fixes.methods': unknown fix {method!r}")
 
 
+def fit_embeddings(model: Any, settings: Mapping[str, Any], seed: int, batch_size: int) -> tuple[torch.Tensor, list[int]]:
+    """The model's embeddings of the fit corpus (as it is now: TempScale applied, no fix) and
+    each fit text's length bin."""
+    pairs = fit_texts(model.tokenizer, settings, int(model.max_seq_length), seed)
+    texts = [t for _, t in pairs]
+    embeddings = model.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False).float().cpu()
+    return embeddings, [b for b, _ in pairs]
+
+
 def apply_fix(model: Any, method: str, settings: Mapping[str, Any], seed: int, batch_size: int) -> PostHocFix:
     """Fit ``method`` on the model as it is now (TempScale already applied) and append it."""
     remove_fix(model)
-    pairs = fit_texts(model.tokenizer, settings, int(model.max_seq_length), seed)
-    bins, texts = [b for b, _ in pairs], [t for _, t in pairs]
-    embeddings = model.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False).float().cpu()
+    embeddings, bins = fit_embeddings(model, settings, seed, batch_size)
     fix = fit_fix(method, embeddings, bins, settings, int(model.max_seq_length))
     model.add_module(MODULE_NAME, fix.to(model.device))
-    logger.info("fitted %s on %d %s texts (%d length bins)", method, len(texts), settings["corpus"], len(set(bins)))
+    logger.info("fitted %s on %d %s texts (%d length bins)", method, len(bins), settings["corpus"], len(set(bins)))
     return fix
 
 
