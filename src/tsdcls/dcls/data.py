@@ -255,6 +255,10 @@ class FashionMNISTSource(ImageSource):
     def robustness_sets(self) -> dict[str, Dataset]:
         clean = self._split("val")
         images, labels = clean.tensors
+        size = self.config.get("robustness_size")
+        if size:  # a class-balanced subset of the evaluation set, the same for every variant of a seed
+            chosen = torch.from_numpy(balanced_subset(labels.numpy(), int(size), derive_seed(self.seed, "robust")))
+            images, labels = images[chosen], labels[chosen]
         sets: dict[str, Dataset] = {}
         for corruption in self.config.get("corruptions", []):
             for severity in self.config.get("corruption_severities", []):

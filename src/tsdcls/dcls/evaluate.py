@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import pickle
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -130,6 +131,35 @@ def measure_throughput(model: nn.Module, image_shape: tuple[int, ...], device: t
         if i >= warmup:
             timings.append(time.perf_counter() - start)
     return float(batch_size / np.median(timings))
+
+
+STAGE = re.compile(r"^(stages\.\d+|layer\d+)")
+
+
+def tap_positions(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Learnable tap positions by module name, each tensor once (shared per-stage positions
+    appear under their first user's name)."""
+    seen: set[int] = set()
+    found = {}
+    for name, module in model.named_modules():
+        positions = getattr(module, "P", None) if getattr(module, "is_dcls", False) else None
+        if isinstance(positions, torch.Tensor) and id(positions) not in seen:
+            seen.add(id(positions))
+            found[name] = positions.detach().clone().cpu()
+    return found
+
+
+def position_shift(initial: Mapping[str, torch.Tensor], final: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Mean |final - initial| tap position (pixels) per stage, plus 'all': how far training moved
+    the taps from their random init (frozen positions: 0)."""
+    per_stage: dict[str, list[torch.Tensor]] = {}
+    for name, start in initial.items():
+        match = STAGE.match(name)
+        per_stage.setdefault(match.group(1) if match else "other", []).append((final[name] - start).abs().flatten())
+    shifts = {stage: float(torch.cat(parts).mean()) for stage, parts in per_stage.items()}
+    if per_stage:
+        shifts["all"] = float(torch.cat([t for parts in per_stage.values() for t in parts]).mean())
+    return shifts
 
 
 def kernel_snapshot(model: nn.Module, max_channels: int = 8) -> list[dict[str, Any]]:
@@ -276,7 +306,8 @@ def trained_run(job: Job, cfg: EvaluateConfig, runtime: Runtime) -> tuple[nn.Mod
     saved = load_weights(job.input("weights"))
     record = read_json(job.input("train"))
     source = build_source(job.config.get("data", {}), spec.seed)
-    model, _ = build_run_model(job.config, spec, source.num_classes)
+    model, _ = build_run_model(job.config, spec, source.num_classes)  # seeded: the run's init
+    initial_positions = tap_positions(model)
     use_ema = cfg.use_ema and saved.get("ema") is not None
     model.load_state_dict(saved["ema"] if use_ema else saved["model"])
     conversion = record.get("conversion", {})
@@ -289,7 +320,8 @@ def trained_run(job: Job, cfg: EvaluateConfig, runtime: Runtime) -> tuple[nn.Mod
         "taps_per_kernel": conversion.get("taps_per_kernel") if spec.variant != "dense" else None,
         "step_time_ms": record["step_time_ms"], "train_seconds": record["train_seconds"],
         "epochs": record["epochs"], "final_train_loss": record["final_train_loss"],
-        "train_images": record["train_images"],
+        "train_images": record["train_images"], "steps": record.get("steps"),
+        "position_shift": position_shift(initial_positions, tap_positions(model)),
     }
     return runtime.place(model), source, header
 

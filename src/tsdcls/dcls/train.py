@@ -72,7 +72,7 @@ class TrainConfig:
 
     Defaults equal config.yaml's (tests/test_one_source.py); they serve keys a preset omits."""
 
-    epochs: int = 2
+    epochs: int = 4
     batch_size: int = 64  # global batch, split over DDP processes
     lr: float = 2e-3
     min_lr: float = 1e-5

@@ -22,11 +22,13 @@ import yaml
 
 from tsdcls.common.config import ConfigError
 from tsdcls.common.io import read_csv, read_json, save_figure, write_csv, write_table
+from tsdcls.common.stats import paired_mde
 
 DRAWS = 2000
 LEVEL = 0.95
 COLUMNS = ["id", "paper", "section", "statement", "quantity", "unit", "estimate", "ci_low", "ci_high",
-           "n", "rule", "verdict", "note", "scale"]
+           "mde", "n", "rule", "verdict", "note", "scale"]
+POWER = 0.8  # the minimal detectable effect (mde) is the true effect found with this power
 LONG_TASK = re.compile(r"Passkey|Needle|LongDoc|LEMB", re.IGNORECASE)
 
 
@@ -38,6 +40,17 @@ class Estimate:
     n: int
     unit: str
     note: str = ""
+    mde: float = math.nan  # minimal detectable effect of the design (two-sided, LEVEL, POWER)
+
+
+def interval_mde(low: float, high: float) -> float:
+    """MDE of a roughly normal estimate from its CI: (z_{1-a/2} + z_power) x SE, SE = half-width / z."""
+    from scipy import stats
+
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return math.nan
+    z = float(stats.norm.ppf(0.5 + LEVEL / 2))
+    return (z + float(stats.norm.ppf(POWER))) * (high - low) / (2 * z)
 
 
 class NotTested(Exception):
@@ -256,7 +269,10 @@ def _paired(a: pd.DataFrame, b: pd.DataFrame, column: str, note: str) -> Estimat
         raise NotTested("no seed shared by both variants")
     diffs = (pairs[column] - pairs[f"{column}_base"]).to_numpy(float)
     low, high = _t_interval(diffs)
-    return Estimate(float(diffs.mean()), low, high, len(diffs), "pp", f"{len(diffs)} paired seed(s); {note}")
+    sd = float(diffs.std(ddof=1)) if len(diffs) > 1 else math.nan
+    mde = paired_mde(sd, len(diffs), 1 - LEVEL, POWER) if len(diffs) > 1 and sd > 0 else math.nan
+    return Estimate(float(diffs.mean()), low, high, len(diffs), "pp",
+                    f"{len(diffs)} paired seed(s), sd of the differences {sd:.2f}; {note}", mde)
 
 
 def dcls_paired_delta(data: Mapping[str, Any], args: Mapping[str, Any], rng: np.random.Generator) -> Estimate:
@@ -314,10 +330,11 @@ def evaluate_claims(ledger: Mapping[str, Any], data: dict[str, Any], scale: str,
         row.update(rule=rule_text(claim["rule"]), scale=scale)
         try:
             est = MEASURES[claim["measure"]](data, claim.get("args", {}), rng)
-            row.update(estimate=est.value, ci_low=est.low, ci_high=est.high, n=est.n, unit=est.unit,
+            mde = est.mde if math.isfinite(est.mde) else interval_mde(est.low, est.high)
+            row.update(estimate=est.value, ci_low=est.low, ci_high=est.high, mde=mde, n=est.n, unit=est.unit,
                        verdict=verdict(claim["rule"], est), note=est.note)
         except NotTested as why:
-            row.update(estimate=math.nan, ci_low=math.nan, ci_high=math.nan, n=0, unit="",
+            row.update(estimate=math.nan, ci_low=math.nan, ci_high=math.nan, mde=math.nan, n=0, unit="",
                        verdict="not tested", note=str(why))
         rows.append(row)
     return pd.DataFrame(rows)[COLUMNS]
@@ -335,13 +352,17 @@ def markdown(frame: pd.DataFrame, scale: str) -> str:
     lines = [f"# Claims ledger (scale: {scale})", "",
              "Decision rules fixed in data/claims.yaml before the run; 95% CIs. Read embedded-scale "
              "verdicts as verdicts about this run's small models and data, not about the papers' setups.", "",
-             "| Claim | Paper | Estimate | 95% CI | n | Rule | Verdict | Note |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"MDE: the smallest true effect this run's design detects with {POWER:.0%} power (paired t for seeds, "
+             "else from the CI's half-width).", "",
+             "| Claim | Paper | Estimate | 95% CI | MDE | n | Rule | Verdict | Note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     def cell(text: Any) -> str:
         return str(text).replace("|", "\\|")
 
     for r in frame.itertuples():
         ci = f"[{num(r.ci_low)}, {num(r.ci_high)}]" if math.isfinite(r.ci_low) or math.isfinite(r.ci_high) else ""
-        lines.append(f"| {cell(r.statement)} | {r.paper} {cell(r.section)} | {estimate(r)} | {ci} | {r.n} "
+        mde = f"{r.mde:.3g}" if math.isfinite(r.mde) else ""
+        lines.append(f"| {cell(r.statement)} | {r.paper} {cell(r.section)} | {estimate(r)} | {ci} | {mde} | {r.n} "
                      f"| {r.rule} | **{r.verdict}** | {cell(r.note)} |")
     counts = frame["verdict"].value_counts()
     lines += ["", "Verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]

@@ -233,10 +233,28 @@ def compare_with_baseline(scores: Any, per_item: Any, significance: Mapping[str,
     return frame
 
 
+def split_mde(frame: Any, alpha: float, power: float = 0.8) -> Any:
+    """Minimal detectable change of each task split (score units): (z_{1-a/2} + z_power) x the
+    paired SE, the SE read off each fixed-tau sweep row's CI and the median taken over the sweep
+    (one design figure per split, not one per variant: a variant identical to tau = 1 has a
+    zero-width CI)."""
+    from scipy import stats
+
+    z = float(stats.norm.ppf(1 - alpha / 2))
+    factor = (z + float(stats.norm.ppf(power))) / z
+    sweep = frame[(frame["variant"] != BASELINE_SLUG) & (frame["tau_mode"] == "fixed")
+                  & (frame["fix"].astype(str).isin(["", "nan"]))]
+    half = factor * (sweep["delta_ci_high"] - sweep["delta_ci_low"]) / 2
+    per_split = half.groupby([sweep[k] for k in SPLIT_KEYS]).median()
+    keys = list(zip(*(frame[k] for k in SPLIT_KEYS), strict=True))
+    return [float(per_split.get(key, float("nan"))) for key in keys]
+
+
+SPLIT_KEYS = ["model", "task", "split", "subset"]
 COLUMNS = [
     "model", "task", "task_type", "split", "length", "subset", "metric", "variant", "tau", "layers",
     "tau_mode", "tau_law", "fix", "score", "baseline_score", "delta_vs_tau1", "delta_ci_low", "delta_ci_high",
-    "p_value", "significant", "test",
+    "mde_split", "p_value", "significant", "test",
     "n_items", "alpha", "item_metric", "revision", "evaluation_time_s", "scale", "status",
 ]  # fmt: skip
 
@@ -262,6 +280,7 @@ def run_aggregate(job: Any) -> None:
     frame["scale"] = job.config.get("scale", "unknown")
     for column in ("tau_law", "fix"):  # empty strings come back from a CSV as NaN
         frame[column] = frame[column].astype(object).fillna("") if column in frame else ""
+    frame["mde_split"] = split_mde(frame, float(job.config["significance"]["alpha"]))
     frame = frame.sort_values(["model", "task", "length", "split", "tau_mode", "fix", "layers", "tau"],
                               ascending=[True, True, True, True, True, True, True, False])
     write_csv(job.output("ablation"), frame[COLUMNS], job.prov(n_evaluations=len(score_files)))
