@@ -183,3 +183,40 @@ def test_official_checkpoint_gets_its_own_job_and_the_grid_never_reads_its_path(
     assert len(official) == 1 and "--input checkpoint=" in official[0] and '"official_checkpoint": ' in official[0]
     grid = [line for line in commands["with"] if line not in official]
     assert sorted(grid) == sorted(commands["without"]) != [] and not any('"official_checkpoint": ' in line for line in grid)
+
+
+def _stage_means(current: dict[str, torch.Tensor], initial: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Independent reference: mean |P - P_init| per 'stages.<i>' over the state dict's position keys."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for key, value in current.items():
+        if key.rsplit(".", 1)[-1] == "P" or key.endswith("_P"):
+            stage = ".".join(key.split(".")[:2])
+            parts.setdefault(stage, []).append((value - initial[key]).abs().flatten())
+    return {stage: float(torch.cat(p).mean()) for stage, p in parts.items()}
+
+
+def test_tap_shift_is_measured_from_the_runs_own_init(trained: tuple[dict, dict[str, Path]], tmp_path: Path) -> None:
+    from tsdcls.dcls.train import build_run_model, load_weights
+
+    config, inputs = trained
+    params = {"family": SPEC.family, "variant": SPEC.variant, "kernel_count": SPEC.kernel_count, "dks": SPEC.dks}
+    shifts = _evaluate({**config, "evaluate": EVAL}, inputs, tmp_path, params)["metrics"]["position_shift"]
+    init, _ = build_run_model(config, SPEC, 10)
+    expected = _stage_means(load_weights(inputs["weights"])["model"], init.state_dict())
+    assert set(shifts) == {*expected, "all"} and len(expected) == 4
+    for stage, value in expected.items():
+        assert math.isclose(shifts[stage], value, rel_tol=1e-6), stage
+    assert 0.5 < shifts["all"] < 4.5  # the fixture moved every tap to a uniform draw in [-4, 4]
+
+
+def test_frozen_positions_do_not_move(tmp_path: Path) -> None:
+    spec = RunSpec("convnext", "dcls_frozen", 6, 9, 0)
+    config = tiny_config(train_size=64, epochs=1, batch_size=32)
+    torch.set_num_threads(1)
+    result = train_run(config, spec, "cpu", checkpoint_dir=None)
+    inputs = {"weights": tmp_path / "weights.pt", "train": tmp_path / "train.json"}
+    save_weights(inputs["weights"], result, spec, {})
+    write_json(inputs["train"], result.record, {})
+    params = {"family": spec.family, "variant": spec.variant, "kernel_count": spec.kernel_count, "dks": spec.dks}
+    shifts = _evaluate({**config, "evaluate": EVAL}, inputs, tmp_path / "out", params)["metrics"]["position_shift"]
+    assert shifts and all(value == 0.0 for value in shifts.values())

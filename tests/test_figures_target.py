@@ -152,3 +152,35 @@ def test_update_gallery_writes_readme_block_with_the_table(tmp_path: Path) -> No
     # a smoke-scale table is refused, and the README keeps its block
     write_table(results / "tables" / "paper_vs_reproduced.md", table, {"scale": "smoke"})
     assert gallery.main(args) == 1
+
+
+def test_results_md_carries_the_ledger_theory_checks_and_task_power(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    import pandas as pd
+
+    from tsdcls.common.io import write_table
+
+    spec = importlib.util.spec_from_file_location(
+        "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
+    )
+    gallery = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gallery)
+    results = tmp_path / "results"
+    write_table(results / "claims.md", "# Claims ledger (scale: embedded)\n\n| Claim | Verdict |\n| --- | --- |\n"
+                "| x | **supported** |\n", {"scale": "embedded"})
+    (results / "theory").mkdir(parents=True)
+    (results / "theory" / "checks.json").write_text(json.dumps({"checks": [
+        {"name": "hc_inequality", "holds": True, "worst_margin": 0.25, "details": {}},
+        {"name": "closed_form_bound", "holds": False, "worst_margin": -0.5, "details": {}}]}))
+    (results / "tempscale").mkdir()
+    pd.DataFrame([{"model": "minilm", "task": "Passkey", "split": "test_256", "length": 256, "variant": "tau1-all",
+                   "n_items": 40, "score": 0.5, "mde_split": 0.123, "tau_mode": "fixed", "fix": "",
+                   "delta_vs_tau1": 0.0, "significant": False}]).to_csv(results / "tempscale" / "ablation.csv")
+    path = tmp_path / "results.md"
+    gallery.write_results_md(path, "# Paper vs reproduced\n", results)
+    text = path.read_text()
+    assert "## Claims ledger" in text and "| x | **supported** |" in text and "# Claims ledger" not in text.replace("## Claims", "")
+    assert "| hc_inequality | holds | 0.25 |" in text and "| closed_form_bound | **fails** | -0.5 |" in text
+    assert "| minilm | Passkey | test_256 | 40 | 50.0 | 12.3 |" in text

@@ -21,6 +21,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 # stem under results/figures -> one-line description for the gallery index
 GALLERY = {
     "theory_attenuation": "Attention's high-frequency gain vs sequence length and τ, with the bound.",
@@ -116,6 +118,48 @@ def fixes_section(results: Path) -> list[str]:
     return ["## Length-collapse fixes side by side", "", "Methods and fit corpus: [tempscale.md](tempscale.md).", "", *body]
 
 
+def generated_section(path: Path, heading: str, intro: str = "") -> list[str]:
+    """A Markdown result file of the run under ``heading`` (its own title lines demoted), or nothing."""
+    if not path.is_file():
+        return []
+    body = [("#" + line if line.startswith("# ") else line) for line in _without_provenance(path)]
+    if body and body[0].startswith("## "):
+        body = body[1:]
+    return [f"## {heading}", "", *([intro, ""] if intro else []), *body, ""]
+
+
+def theory_section(results: Path) -> list[str]:
+    """Every mathematical check of the theory stage: holds or not, and its worst margin."""
+    path = results / "theory" / "checks.json"
+    if not path.is_file():
+        return []
+    checks = json.loads(path.read_text(encoding="utf-8"))["checks"]
+    rows = [f"| {c['name']} | {'holds' if c['holds'] else '**fails**'} | {float(c['worst_margin']):.3g} |"
+            for c in checks]
+    return ["## Theory checks", "", "From `results/theory/checks.json` (definitions: [theory.md](theory.md)); "
+            "a margin is the check's slack, positive when it holds.", "",
+            "| Check | Result | Worst margin |", "| --- | --- | --- |", *rows, ""]
+
+
+def task_power_section(results: Path) -> list[str]:
+    """Per task split: items, the tau = 1 score and the minimal detectable change of the design."""
+    path = results / "tempscale" / "ablation.csv"
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path, comment="#")
+    if "mde_split" not in frame:
+        return []
+    base = frame[frame["variant"] == "tau1-all"].sort_values(["model", "task", "length", "split"])
+    scale = 100.0 if base["score"].abs().max() <= 1.0 else 1.0
+    rows = [f"| {r.model} | {r.task} | {r.split} | {int(r.n_items)} | {scale * r.score:.1f} | "
+            f"{'' if pd.isna(r.mde_split) else f'{scale * r.mde_split:.1f}'} |" for r in base.itertuples()]
+    return ["## TempScale task sizes and their minimal detectable effect", "",
+            "From `results/tempscale/ablation.csv`: MDE = the paired change (pp) each split detects with 80% "
+            "power at the run's alpha, read off the fixed-τ sweep's CIs (median).", "",
+            "| Model | Task | Split | Items | τ = 1 score | MDE (pp) |", "| --- | --- | --- | --- | --- | --- |",
+            *rows, ""]
+
+
 def _without_provenance(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("<!-- provenance")]
 
@@ -124,7 +168,10 @@ def write_results_md(path: Path, table: str, results: Path) -> None:
     """docs/results.md: the paper-vs-reproduced table, the fixes tables and the headlines of the same run."""
     text = ["# Results of the gallery run", "",
             "Written by `workflow/scripts/update_gallery.py` from a finished run; never edited by hand.", "",
-            *(f"- {line}" for line in headlines(results)), "", table, "", *fixes_section(results)]
+            *(f"- {line}" for line in headlines(results)), "",
+            *generated_section(results / "claims.md", "Claims ledger"), table, "",
+            *theory_section(results), *task_power_section(results),
+            *generated_section(results / "tables" / "dcls_ablation.md", "DCLS ablation"), *fixes_section(results)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("\n".join(text), encoding="utf-8")

@@ -46,6 +46,7 @@ def run_rows(metric_files: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame, 
             "train_seconds": metrics["train_seconds"], "epochs": metrics["epochs"],
             "train_images": metrics["train_images"], "val_images": metrics["val_images"],
             "final_train_loss": metrics["final_train_loss"], "weights": metrics["weights"],
+            "steps": metrics.get("steps"), **_shift_columns(metrics.get("position_shift")),
         })
         for name, value in zip(metrics["class_names"], metrics["per_class_top1"], strict=True):
             per_class.append({**key, "class_name": name, "top1": value})
@@ -58,6 +59,35 @@ def run_rows(metric_files: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame, 
         raise ConfigError("config key 'dcls.grid' selects no runs: nothing to aggregate")
     frame = _sorted(pd.DataFrame(runs), [*GRID_KEYS, "seed"])
     return frame, pd.DataFrame(per_class), pd.DataFrame(robust)
+
+
+def _shift_columns(shifts: dict[str, float] | None) -> dict[str, float]:
+    """Mean |tap position - init| (pixels): 'position_shift' over all layers, one column per stage."""
+    if not shifts:
+        return {"position_shift": np.nan}
+    return {"position_shift": shifts.get("all", np.nan),
+            **{f"position_shift_{stage}": value for stage, value in shifts.items() if stage != "all"}}
+
+
+def paired_vs_dense(runs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Top-1 of every cell minus its family's dense run of the same seed (same data, same order):
+    mean, sample sd and t-interval of the paired differences (NaN below two pairs)."""
+    from tsdcls.common.stats import paired_t_interval
+
+    dense = runs[runs["variant"] == "dense"][["family", "seed", "top1"]]
+    pairs = runs.merge(dense, on=["family", "seed"], suffixes=("", "_dense"))
+    rows = []
+    for key, group in pairs.groupby(GRID_KEYS, sort=False):
+        diffs = (group["top1"] - group["top1_dense"]).to_numpy(float)
+        row = dict(zip(GRID_KEYS, key, strict=True), n_pairs=len(diffs), delta_vs_dense=float(diffs.mean()),
+                   delta_sd=float(diffs.std(ddof=1)) if len(diffs) > 1 else np.nan,
+                   delta_ci_low=np.nan, delta_ci_high=np.nan)
+        if len(diffs) > 1 and key[1] != "dense":
+            interval = paired_t_interval(group["top1"], group["top1_dense"], level)
+            row.update(delta_ci_low=interval.low, delta_ci_high=interval.high)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*GRID_KEYS, "n_pairs", "delta_vs_dense", "delta_sd", "delta_ci_low",
+                                       "delta_ci_high"])
 
 
 def _sorted(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -77,7 +107,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         robust_top1_mean=("robust_top1", "mean"), robust_top1_std=("robust_top1", "std"),
         n_seeds=("seed", "nunique"), gmacs=("gmacs", "first"), img_per_s=("img_per_s", "median"),
         step_time_ms=("step_time_ms", "median"), train_seconds=("train_seconds", "median"),
+        steps=("steps", "first"), position_shift=("position_shift", "mean"),
     ).reset_index()
+    table = table.merge(paired_vs_dense(runs), on=GRID_KEYS, how="left")
     dense = table[table["variant"] == "dense"].set_index("family")["params"]
     table["params_vs_dense"] = [
         (row.params - dense[row.family]) if row.family in dense.index else np.nan for row in table.itertuples()
@@ -108,17 +140,30 @@ def table_rows(table: pd.DataFrame) -> list[list[str]]:
         grid = {"dilated": "fixed grid", "dcls_frozen": "frozen random"}.get(row.variant, "learned")
         kernel = "native" if row.variant == "dense" else f"{taps} in {row.dks}x{row.dks} ({grid})"
         rows.append([row.family, VARIANT_LABELS.get(row.variant, row.variant), kernel, f"{row.params:,}",
-                     f"{top1} ± {top1_sd}", f"{top5} ± {top5_sd}", f"{rob} ± {rob_sd}",
-                     f"{row.img_per_s:,.0f}", f"{row.step_time_ms:.1f}", str(row.n_seeds)])
+                     f"{top1} ± {top1_sd}", _paired_cell(row), f"{top5} ± {top5_sd}", f"{rob} ± {rob_sd}",
+                     _shift_cell(row.position_shift), f"{row.img_per_s:,.0f}", f"{row.step_time_ms:.1f}",
+                     str(row.n_seeds)])
     return rows
 
 
-HEADER = ["Family", "Variant", "Taps", "Params", "Top-1 (%)", "Top-5 (%)", "Robust top-1 (%)",
-          "img/s", "step (ms)", "seeds"]
+def _paired_cell(row: object) -> str:
+    delta, low, high = (getattr(row, k, np.nan) for k in ("delta_vs_dense", "delta_ci_low", "delta_ci_high"))
+    if getattr(row, "variant", "") == "dense" or pd.isna(delta):
+        return "–"
+    return f"{delta:+.2f}" + ("" if pd.isna(low) else f" [{low:+.2f}, {high:+.2f}]")
+
+
+def _shift_cell(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.2f}"
+
+
+HEADER = ["Family", "Variant", "Taps", "Params", "Top-1 (%)", "Δ vs dense, paired (95% CI)", "Top-5 (%)",
+          "Robust top-1 (%)", "Taps moved (px)", "img/s", "step (ms)", "seeds"]
 
 
 def markdown_table(table: pd.DataFrame, scale: str) -> str:
-    lines = [f"DCLS ablation (scale: {scale}; mean ± std over seeds)", "",
+    lines = [f"DCLS ablation (scale: {scale}; mean ± std over seeds; Δ: paired by seed, t-interval; "
+             "taps moved: mean |position - init|)", "",
              "| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(table)]
     return "\n".join(lines) + "\n"
@@ -127,7 +172,7 @@ def markdown_table(table: pd.DataFrame, scale: str) -> str:
 def latex_table(table: pd.DataFrame, scale: str) -> str:
     def esc(text: str) -> str:
         return (text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%")
-                .replace("±", "$\\pm$").replace("–", "--").replace("&", "\\&"))
+                .replace("±", "$\\pm$").replace("Δ", "$\\Delta$").replace("–", "--").replace("&", "\\&"))
 
     lines = ["\\begin{table}[t]", "\\centering", "\\small",
              "\\begin{tabular}{lll" + "r" * (len(HEADER) - 3) + "}", "\\toprule",
