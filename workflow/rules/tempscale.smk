@@ -43,6 +43,7 @@ rule tempscale_evaluate:
     output:
         scores="results/tempscale/eval/{model}/{variant}/scores.csv",
         per_item="results/tempscale/eval/{model}/{variant}/per_item.csv",
+        row_taus="results/tempscale/eval/{model}/{variant}/row_taus.csv",
     params:
         config=tempscale_eval_config,
         io=tempscale_eval_io,
@@ -63,11 +64,13 @@ rule tempscale_evaluate:
 
 
 rule tempscale_ablation:
-    """Every variant vs tau = 1 of the same model: delta, paired p-value, significance."""
+    """Every variant vs tau = 1 of the same model: delta, paired p-value, significance; the
+    temperature laws' token counts and taus of queries and documents."""
     input:
         unpack(tempscale_eval_inputs),
     output:
         ablation="results/tempscale/ablation.csv",
+        law_taus="results/tempscale/law_taus.csv",
     params:
         config=job_config("tempscale", "significance"),
         io=job_io,

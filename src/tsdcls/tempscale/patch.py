@@ -413,6 +413,20 @@ def remove_tempscale(model: nn.Module) -> None:
             handle.remove()
 
 
+def active_handle(model: nn.Module) -> TempScaleHandle | None:
+    """The active TempScale patch of ``model`` (None when unpatched)."""
+    for hf_model in _hf_models(model):
+        handle = getattr(hf_model, _HANDLE_ATTR, None)
+        if handle is not None:
+            return handle
+    return None
+
+
+def architecture(model: nn.Module) -> str:
+    """'BertModel (model_type=bert)': the first transformer's architecture, for messages."""
+    return _architecture(_hf_models(model)[0])
+
+
 def tempscale_taus(model: nn.Module) -> dict[int, float]:
     """Layer -> tau of the active patch ({} when unpatched; NaN marks length-adaptive layers)."""
     for hf_model in _hf_models(model):
