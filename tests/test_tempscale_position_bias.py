@@ -128,3 +128,25 @@ def test_ablation_table_shows_the_bias_column_and_the_figures_leave_it_out() -> 
     assert list(table.columns)[-3:] == ["τ=1", "τ=0.8", "τ=0.8, B unscaled"]
     assert pd.isna(table.set_index("model").loc["minilm", "τ=0.8, B unscaled"])  # a dash in the .md
     assert set(default_patch_rows(frame)["variant"]) == {"tau1-all", "tau0.8-all"}
+
+
+def test_the_cheap_measurement_compares_the_bias_choice_with_tau(tmp_path) -> None:
+    """The verb on real MPNet (two short windows per bin): both changes are there and differ."""
+    from tsdcls.common.io import read_csv, read_provenance
+    from tsdcls.common.job import Job
+    from tsdcls.tempscale.position_bias import measure, run_position_bias_effect
+
+    cfg = {"enabled": True, "model": "mpnet", "tau": 0.8, "windows_per_bin": 2, "bins": [[8, 32], [64, 96]],
+           "sources": ["wikipedia", "shakespeare"], "batch_size": 2}  # fmt: skip
+    job = Job(stage="tempscale", config={"scale": "test", "seed": 0, "position_bias_effect": cfg},
+              outputs={"effect": tmp_path / "effect.csv"})
+    run_position_bias_effect(job)
+    frame = read_csv(tmp_path / "effect.csv")
+    assert list(frame["bin"]) == ["8-32", "64-96"] and (frame["n_texts"] == 2).all()
+    for column in ("change_tau", "change_tau_unscaled", "change_bias"):
+        assert (frame[column] > 1e-3).all() and (frame[column] < 2).all()
+    assert (frame["change_tau"] != frame["change_tau_unscaled"]).all()
+    assert (frame["bias_to_tau_ratio_min"] <= frame["bias_to_tau_ratio"]).all()
+    assert read_provenance(tmp_path / "effect.csv")["cpu_seconds"] > 0
+    with pytest.raises(ConfigError, match=r"position_bias_effect\.model': model 'minilm' has no relative position bias"):
+        measure("minilm", cfg, 0, "cpu")

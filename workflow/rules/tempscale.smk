@@ -117,3 +117,28 @@ rule tempscale_fix_collapse:
 
 if tempscale_fixes_shown():
     TARGETS["tempscale"] += [rules.tempscale_fix_collapse.output.collapse]
+
+
+# --- MPNet's relative position bias: scaled with tau (the default) or not ---------------------
+rule tempscale_position_bias:
+    """Embedding change from leaving the position bias unscaled vs from tau, on a few windows."""
+    output:
+        effect="results/tempscale/position_bias_effect.csv",
+    params:
+        config=job_config("tempscale", "position_bias_effect", "model_revisions"),
+        io=job_io,
+    log:
+        log_path("tempscale_position_bias"),
+    benchmark:
+        bench_path("tempscale_position_bias")
+    threads: 1
+    resources:
+        **rule_resources("tempscale_position_bias"),
+    conda:
+        "../../envs/tempscale.yaml"
+    shell:
+        tsdcls("tempscale-position-bias")
+
+
+if enabled("tempscale") and (config["tempscale"].get("position_bias_effect") or {}).get("enabled"):
+    TARGETS["tempscale"] += [rules.tempscale_position_bias.output.effect]

@@ -149,6 +149,11 @@ def problems(config: Mapping[str, Any]) -> list[str]:
         out += [p for m in section["models"] for p in model_problems("tempscale.models", str(m))]
         out += [p for m in section["ablation"]["models"] for p in model_problems("tempscale.ablation.models", str(m))]
         out += position_bias_problems(section["ablation"])
+        effect = section.get("position_bias_effect") or {}
+        if effect.get("enabled"):
+            out += model_problems("tempscale.position_bias_effect.model", str(effect["model"]))
+            out += [p.replace(".ablation.position_bias.models", ".position_bias_effect.model")
+                    for p in position_bias_problems({"position_bias": {"models": [effect["model"]]}})]
         out += hub_task_problems(section["tasks"].get("hub") or {})
     if config["theory"]["enabled"]:
         out += model_problems("theory.real_attention.model", str(config["theory"]["real_attention"]["model"]))
