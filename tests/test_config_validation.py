@@ -102,6 +102,8 @@ PREFLIGHT_CASES = [
     ({"tempscale": {"models": ["minilmm"]}}, "config key 'tempscale.models': model 'minilmm' is neither"),
     ({"tempscale": {"ablation": {"models": ["./no/such/folder"]}}},
      "config key 'tempscale.ablation.models': model './no/such/folder' folder does not exist"),
+    ({"tempscale": {"ablation": {"position_bias": {"taus": [0.8], "models": ["minilm"]}}}},
+     "config key 'tempscale.ablation.position_bias.models': model 'minilm' (model_type bert) has no relative position bias"),
     ({"resources": {"rules": {"dcls_train": {"gpus": 2}}}}, "'resources.rules.dcls_train.gpus' asks for 2 GPU(s)"),
     ({"dcls": {"data": {"dataset": "imagefolder", "root": "/tmp"}}}, "config key 'dcls.data.root': /tmp/train does not exist"),
     ({"tempscale": {"tasks": {"hub": {"tasks": ["LEMBPaskeyRetrieval"]}}}},

@@ -26,6 +26,7 @@ def test_missing_result_files_are_named(tmp_path: Path) -> None:
         f"tempscale collapse: not run ({tmp_path}/tempscale/collapse_similarity.csv missing)",
         f"tempscale tasks: not run ({tmp_path}/tempscale/ablation.csv missing)",
         f"tempscale fixes: not run ({tmp_path}/tables/tempscale_fixes.csv missing)",
+        f"tempscale position bias: not run ({tmp_path}/tempscale/position_bias_effect.csv missing)",
         f"dcls: not run ({tmp_path}/dcls/ablation.csv missing)",
     ]
 
@@ -44,5 +45,8 @@ def test_headlines_read_the_files_and_count_skipped_rows(tmp_path: Path) -> None
     write_csv(tmp_path / "tempscale/ablation.csv", frame, {"scale": "test"})
     lines = {line.split(":")[0]: line for line in _summary().stage_headlines(tmp_path)}
     assert lines["theory"] == "theory: 1 of 2 checks hold (failed: b)"
+    effect = pd.DataFrame([{"model": "mpnet", "tau": 0.8, "bin": "8-64", "bias_to_tau_ratio": 1.234}])
+    write_csv(tmp_path / "tempscale/position_bias_effect.csv", effect, {"scale": "test"})
+    assert _summary().stage_headlines(tmp_path)[5].endswith("(mean over windows): mpnet τ=0.8, 8-64 tokens: 1.23")
     assert lines["tempscale tasks"] == ("tempscale tasks: vs τ = 1, m tau0.8-all: mean delta +0.00 pp over 2 rows, "
                                         "significant 1+/0- (1 rows skipped: longer than the model reads)")

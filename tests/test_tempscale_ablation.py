@@ -250,3 +250,22 @@ def test_skipped_splits_stay_in_the_ablation_and_its_table() -> None:
     assert not rows["significant"].any() and (rows["n_items"] == 0).all()
     table = ablation_table(out.assign(tau=1.0, layers="all", tau_mode="fixed"))
     assert (table.loc[table["split"] == "test_1024"].drop(columns=["model", "task", "split", "metric"]) == reason).all(axis=None)
+
+
+def test_split_mde_is_the_sweeps_median_half_width_times_the_power_factor() -> None:
+    import pandas as pd
+    from scipy import stats
+
+    from tsdcls.tempscale.ablation import split_mde
+
+    rows = [  # one split: tau = 1, two fixed taus (half-widths 0.05 and 0.15), a law and a fix (ignored)
+        {"variant": "tau1-all", "tau_mode": "fixed", "fix": "", "delta_ci_low": 0.0, "delta_ci_high": 0.0},
+        {"variant": "tau0.9-all", "tau_mode": "fixed", "fix": "", "delta_ci_low": -0.05, "delta_ci_high": 0.05},
+        {"variant": "tau0.8-all", "tau_mode": "fixed", "fix": "", "delta_ci_low": -0.10, "delta_ci_high": 0.20},
+        {"variant": "law-log-all", "tau_mode": "law", "fix": "", "delta_ci_low": -9.0, "delta_ci_high": 9.0},
+        {"variant": "whiten-tau1-all", "tau_mode": "fixed", "fix": "whiten", "delta_ci_low": -9.0, "delta_ci_high": 9.0},
+    ]
+    frame = pd.DataFrame([{"model": "m", "task": "T", "split": "s", "subset": "default", **r} for r in rows])
+    z = stats.norm.ppf(0.975)
+    expected = (z + stats.norm.ppf(0.8)) / z * 0.10  # median of 0.05 and 0.15
+    assert split_mde(frame, 0.05) == pytest.approx([expected] * len(rows))

@@ -1,7 +1,8 @@
 """TempScale patch: exact against plain reference attention, tau = 1 identity, reversible, SDPA kept.
 
 The reference implementations below recompute each attention layer from its own q/k/v weights
-with softmax(QK^T/(tau sqrt d) + mask) (MPNet, T5: the bias is divided by tau too); they share no
+with softmax(QK^T/(tau sqrt d) + mask) (MPNet, T5: the bias is divided by tau too, or with
+scale_bias=False left as it is: softmax(QK^T/(tau sqrt d) + B + mask)); they share no
 code with tsdcls.tempscale.patch. Real MiniLM and MPNet are loaded once per module.
 """
 
@@ -61,7 +62,7 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(batch, length, -1)
 
 
-def reference_bert(module: nn.Module, tau_of: Callable[[], float | torch.Tensor]) -> Callable:
+def reference_bert(module: nn.Module, tau_of: Callable[[], float | torch.Tensor], scale_bias: bool = True) -> Callable:
     """BERT/RoBERTa/DistilBERT self-attention: softmax(QK^T/(tau sqrt d) + mask) V."""
     names = ("q_lin", "k_lin", "v_lin") if hasattr(module, "q_lin") else ("query", "key", "value")
     head_dim = module.attention_head_size
@@ -78,21 +79,27 @@ def reference_bert(module: nn.Module, tau_of: Callable[[], float | torch.Tensor]
     return forward
 
 
-def reference_mpnet(module: nn.Module, tau_of: Callable[[], float | torch.Tensor]) -> Callable:
-    """MPNet: softmax((QK^T/sqrt d + B)/tau + mask) V (the documented choice for its bias B)."""
+def reference_mpnet(module: nn.Module, tau_of: Callable[[], float | torch.Tensor], scale_bias: bool = True) -> Callable:
+    """MPNet: softmax((QK^T/sqrt d + B)/tau + mask) V (the documented choice for its bias B);
+    scale_bias=False: softmax(QK^T/(tau sqrt d) + B + mask) V."""
     head_dim = module.attention_head_size
 
     def forward(hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs):
         q, k, v = (_heads(getattr(module, n)(hidden_states), head_dim) for n in ("q", "k", "v"))
-        scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim) + position_bias
-        probs = torch.softmax(scores / _row_tau(tau_of(), scores) + _additive(attention_mask, scores), dim=-1)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(head_dim)
+        if scale_bias:
+            scores = (scores + position_bias) / _row_tau(tau_of(), scores)
+        else:
+            scores = scores / _row_tau(tau_of(), scores) + position_bias
+        probs = torch.softmax(scores + _additive(attention_mask, scores), dim=-1)
         return (module.o(_merge(probs @ v)),)
 
     return forward
 
 
-def reference_t5(module: nn.Module, tau_of: Callable[[], float | torch.Tensor]) -> Callable:
-    """T5 encoder: softmax((QK^T + B)/tau + mask) V (T5 has no 1/sqrt d)."""
+def reference_t5(module: nn.Module, tau_of: Callable[[], float | torch.Tensor], scale_bias: bool = True) -> Callable:
+    """T5 encoder: softmax((QK^T + B)/tau + mask) V (T5 has no 1/sqrt d); scale_bias=False:
+    softmax(QK^T/tau + B + mask) V."""
     head_dim = module.key_value_proj_dim
 
     def forward(hidden_states, mask=None, key_value_states=None, position_bias=None, cache=None, **kwargs):
@@ -100,8 +107,12 @@ def reference_t5(module: nn.Module, tau_of: Callable[[], float | torch.Tensor]) 
         if position_bias is None:
             position_bias = module.compute_bias(length, length, device=hidden_states.device)
         q, k, v = (_heads(getattr(module, n)(hidden_states), head_dim) for n in ("q", "k", "v"))
-        scores = q @ k.transpose(-1, -2) + position_bias
-        probs = torch.softmax(scores / _row_tau(tau_of(), scores) + _additive(mask, scores), dim=-1)
+        scores = q @ k.transpose(-1, -2)
+        if scale_bias:
+            scores = (scores + position_bias) / _row_tau(tau_of(), scores)
+        else:
+            scores = scores / _row_tau(tau_of(), scores) + position_bias
+        probs = torch.softmax(scores + _additive(mask, scores), dim=-1)
         return module.o(_merge(probs @ v)), position_bias, None
 
     return forward
@@ -117,14 +128,15 @@ ATTENTION_CLASSES = {
 
 
 @contextmanager
-def reference_attention(model: nn.Module, taus: dict[int, float | Callable[[], torch.Tensor]]) -> Iterator[None]:
+def reference_attention(model: nn.Module, taus: dict[int, float | Callable[[], torch.Tensor]],
+                        scale_bias: bool = True) -> Iterator[None]:
     """Swap every encoder attention layer's forward for the reference with taus[layer]."""
     layers = [m for m in model.modules() if type(m).__name__ in ATTENTION_CLASSES]
     assert layers, "no attention layer found for the reference"
     for index, module in enumerate(layers):
         tau = taus.get(index, 1.0)
         tau_of = tau if callable(tau) else (lambda t=float(tau): t)
-        module.forward = ATTENTION_CLASSES[type(module).__name__](module, tau_of)
+        module.forward = ATTENTION_CLASSES[type(module).__name__](module, tau_of, scale_bias)
     try:
         yield
     finally:
@@ -296,6 +308,24 @@ def test_mpnet_matches_reference_with_scaled_bias(mpnet):
     assert (patched - plain).abs().max() > 1e-3
 
 
+def test_mpnet_unscaled_bias_matches_reference(mpnet):
+    """scale_position_bias=False: softmax(QK^T/(tau sqrt d) + B + mask), and not the scaled-bias result."""
+    taus = {i: (0.7 if i % 2 else 0.9) for i in range(12)}
+    scaled = apply_tempscale(mpnet, taus)
+    with_bias_scaled = _encode(mpnet)
+    assert scaled.position_bias == "scaled"
+    handle = apply_tempscale(mpnet, taus, scale_position_bias=False)
+    patched = _encode(mpnet)
+    handle.remove()
+    assert handle.position_bias == "unscaled"
+    with reference_attention(mpnet[0].auto_model, taus, scale_bias=False):
+        expected = _encode(mpnet)
+    assert torch.allclose(patched, expected, atol=TOL, rtol=0)
+    assert (patched - with_bias_scaled).abs().max() > 1e-3, "scaling B must matter for MPNet"
+    assert variant_name("mpnet", 0.8, scale_position_bias=False) == variant_name("mpnet", 0.8) + "-biasunscaled"
+    assert variant_name("mpnet", 1.0, scale_position_bias=False) == variant_name("mpnet", 1.0)
+
+
 # --- tiny random-weight models built from configs (no download) ----------------------------
 
 
@@ -359,6 +389,65 @@ def test_tiny_architectures_match_reference(kind):
         with reference_attention(model, {i: (lambda: row_taus) for i in range(3)}):
             expected = model(**inputs).last_hidden_state
         assert torch.allclose(adaptive[valid], expected[valid], atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["mpnet", "t5"])
+def test_unscaled_position_bias_matches_reference(kind):
+    """scale_position_bias=False (fixed and per-row tau) = the reference with tau on QK^T only."""
+    model, inputs = _tiny(kind), _tiny_inputs()
+    valid = inputs["attention_mask"].bool()
+    taus = {0: 0.6, 1: 1.0, 2: 0.8}
+    with torch.no_grad():
+        plain = model(**inputs).last_hidden_state
+        scaled = apply_tempscale(model, taus)
+        with_bias_scaled = model(**inputs).last_hidden_state
+        handle = apply_tempscale(model, taus, scale_position_bias=False)
+        assert not scaled.active and handle.position_bias == "unscaled" and handle.patched_layers == [0, 2]
+        patched = model(**inputs).last_hidden_state
+        handle.remove()
+        assert torch.equal(model(**inputs).last_hidden_state, plain)
+        with reference_attention(model, taus, scale_bias=False):
+            expected = model(**inputs).last_hidden_state
+        assert torch.allclose(patched[valid], expected[valid], atol=TOL, rtol=0)
+        assert (patched[valid] - with_bias_scaled[valid]).abs().max() > 1e-4
+
+        lengths = inputs["attention_mask"].sum(-1).tolist()
+        row_taus = torch.tensor([tau_for_length(n, 4, 0.5, 0.3) for n in lengths])
+        handle = apply_length_adaptive_tempscale(model, n_ref=4, tau_min=0.3, scale_position_bias=False)
+        assert handle.position_bias == "unscaled"
+        adaptive = model(**inputs).last_hidden_state
+        handle.remove()
+        with reference_attention(model, {i: (lambda: row_taus) for i in range(3)}, scale_bias=False):
+            expected = model(**inputs).last_hidden_state
+        assert torch.allclose(adaptive[valid], expected[valid], atol=TOL, rtol=0)
+
+
+def test_models_without_a_position_bias_report_none():
+    handle = apply_tempscale(_tiny("roberta"), 0.8, scale_position_bias=False)
+    assert handle.position_bias == "none"
+
+
+def test_row_taus_are_summarised_per_tag(minilm):
+    """Every forward's rows are counted under the current tag, not only the last batch."""
+    tokenizer = minilm.tokenizer
+    lengths = [len(tokenizer(t)["input_ids"]) for t in TEXTS]
+    handle = apply_length_adaptive_tempscale(minilm, n_ref=8, tau_min=0.5)
+    try:
+        with handle.tagged("task", "test", "default", "query"):
+            _encode(minilm, TEXTS[:1])
+        with handle.tagged("task", "test", "default", "document"):
+            _encode(minilm, TEXTS[1:2])
+            _encode(minilm, TEXTS[2:])
+        _encode(minilm, TEXTS[:1])
+        summary = {tag: entry.as_dict() for tag, entry in handle.row_tau_summary().items()}
+    finally:
+        handle.remove()
+    query, document = summary[("task", "test", "default", "query")], summary[("task", "test", "default", "document")]
+    assert query["n_rows"] == 1 and query["tokens_mean"] == lengths[0] and query["tau_mean"] == 1.0
+    assert document["n_rows"] == 2 and document["tokens_min"] == min(lengths[1:]) and document["tokens_max"] == max(lengths[1:])
+    expected = [tau_for_law("power", n, 8, 0.5, 0.5) for n in lengths[1:]]
+    assert math.isclose(document["tau_mean"], sum(expected) / 2) and document["tau_min"] == min(expected) < 1.0
+    assert summary[()]["n_rows"] == 1  # untagged rows are kept apart
 
 
 def test_unsupported_architecture_raises_and_patches_nothing():

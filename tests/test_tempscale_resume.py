@@ -35,7 +35,7 @@ def _result_files(cache: Path) -> dict[str, Path]:
 
 
 def _evaluate(config: dict, cache: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", cache, False)
+    return evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", cache, False)[:2]
 
 
 def test_started_again_the_evaluation_reuses_finished_tasks_only(tmp_path: Path) -> None:

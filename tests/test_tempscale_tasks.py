@@ -164,7 +164,7 @@ def test_every_local_task_scores_with_minilm_in_real_mteb(tmp_path: Path) -> Non
     from tsdcls.tempscale.evaluate import evaluate_variant
 
     config = {"tasks": TINY, "ablation": ABLATION}
-    scores, per_item = evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", tmp_path, False)
+    scores, per_item, _ = evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", tmp_path, False)
     expected = {
         ("TsdclsPasskeyRetrieval", "test_64"), ("TsdclsPasskeyRetrieval", "test_128"),
         ("TsdclsNeedleRetrieval", "test_64"), ("TsdclsWikiLongDocRetrieval", "test_64"),
@@ -221,7 +221,7 @@ def test_splits_longer_than_the_model_reads_are_skipped_rows(tmp_path: Path) -> 
     tasks = {**TINY, **{key: {**TINY[key], "enabled": False} for key in ("needle", "lee_sts", "polarity", "newsgroups")},
              "passkey": {**TINY["passkey"], "lengths": [64, 1024]}, "longdoc": {**TINY["longdoc"], "lengths": [1024]}}
     config = {"tasks": tasks, "ablation": ABLATION}
-    scores, per_item = evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", tmp_path, False)
+    scores, per_item, _ = evaluate_variant("minilm", parse_variant("tau1-all", config), config, 0, "cpu", tmp_path, False)
     rows = {(r.task, r.split): r for r in scores.itertuples()}
     assert set(rows) == {("TsdclsPasskeyRetrieval", "test_64"), ("TsdclsPasskeyRetrieval", "test_1024"),
                          ("TsdclsWikiLongDocRetrieval", "test_1024")}

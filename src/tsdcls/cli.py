@@ -39,6 +39,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "tempscale-evaluate": ("tempscale", "tsdcls.tempscale.evaluate:run_evaluation"),
     "tempscale-ablation": ("tempscale", "tsdcls.tempscale.ablation:run_aggregate"),
     "tempscale-fix-collapse": ("tempscale", "tsdcls.tempscale.fix_collapse:run_fix_collapse"),
+    "tempscale-position-bias": ("tempscale", "tsdcls.tempscale.position_bias:run_position_bias_effect"),
     "hub-stage": ("tempscale", "tsdcls.tempscale.stage:run_stage"),
     "figure-tempscale-passkey-needle": ("figures", "tsdcls.figures.tempscale_tasks:run_passkey_needle_figure"),
     "figure-tempscale-tau-sweep": ("figures", "tsdcls.figures.tempscale_tasks:run_tau_sweep_figure"),

@@ -24,6 +24,7 @@ from tsdcls.common.preflight import problems as preflight_problems  # noqa: E402
 from tsdcls.common.schema import schema_problems  # noqa: E402  (jsonschema and yaml: Snakemake's own)
 from tsdcls.common.variants import DCLS_VARIANTS  # noqa: E402
 from tsdcls.tempscale.ablation import SLUG_PATTERN as TEMPSCALE_SLUG_PATTERN  # noqa: E402
+from tsdcls.tempscale.ablation import ablation_grid as tempscale_ablation_grid  # noqa: E402
 from tsdcls.tempscale.ablation import ablation_variants as tempscale_variants  # noqa: E402
 from tsdcls.tempscale.ablation import headline_tau as tempscale_headline_tau  # noqa: E402
 from tsdcls.tempscale.ablation import model_slugs as tempscale_model_slugs  # noqa: E402
@@ -237,9 +238,11 @@ def tempscale_variant_map() -> dict[str, object]:
 
 
 def tempscale_grid() -> list[tuple[str, str]]:
+    """(model slug, variant slug) of every evaluation (a variant restricted to some models, such
+    as the position-bias ablation, only for those)."""
     if not enabled("tempscale"):
         return []
-    return [(m, v) for m in tempscale_model_slugs(config["tempscale"]) for v in tempscale_variant_map()]
+    return [(m, v.slug) for m, v in tempscale_ablation_grid(config["tempscale"], TEMPSCALE_HEADLINE_TAU)]
 
 
 def tempscale_eval_config(wildcards) -> str:
@@ -248,6 +251,9 @@ def tempscale_eval_config(wildcards) -> str:
     section = config["tempscale"]
     variant = tempscale_variant_map()[wildcards.variant]
     model = tempscale_model_slugs(section)[wildcards.model]
+    if not variant.applies_to(model):
+        raise WorkflowError(f"TempScale variant {variant.slug} is not evaluated for model {model} "
+                            f"(config key 'tempscale.ablation.position_bias.models': {list(variant.models)})")
     ablation = {"models": [model]}
     if variant.mode == "law":  # the law's shared settings, not the list of laws
         ablation["tau_laws"] = {k: v for k, v in section["ablation"]["tau_laws"].items() if k not in ("laws", "layers")}
@@ -313,12 +319,16 @@ def tempscale_eval_io(wildcards, input, output) -> str:
 
 
 def tempscale_eval_inputs(wildcards) -> dict[str, str]:
-    """scores_i / per_item_i for every (model, variant) of the grid (named for job_io)."""
+    """scores_i / per_item_i for every (model, variant) of the grid, row_taus_i for the temperature
+    laws' (named for job_io)."""
+    variants = tempscale_variant_map()
     files = {}
     for i, (model, variant) in enumerate(tempscale_grid()):
         folder = TEMPSCALE_EVAL.format(model=model, variant=variant)
         files[f"scores_{i}"] = f"{folder}/scores.csv"
         files[f"per_item_{i}"] = f"{folder}/per_item.csv"
+        if variants[variant].mode == "law":
+            files[f"row_taus_{i}"] = f"{folder}/row_taus.csv"
     return files
 
 

@@ -43,6 +43,7 @@ rule tempscale_evaluate:
     output:
         scores="results/tempscale/eval/{model}/{variant}/scores.csv",
         per_item="results/tempscale/eval/{model}/{variant}/per_item.csv",
+        row_taus="results/tempscale/eval/{model}/{variant}/row_taus.csv",
     params:
         config=tempscale_eval_config,
         io=tempscale_eval_io,
@@ -63,11 +64,13 @@ rule tempscale_evaluate:
 
 
 rule tempscale_ablation:
-    """Every variant vs tau = 1 of the same model: delta, paired p-value, significance."""
+    """Every variant vs tau = 1 of the same model: delta, paired p-value, significance; the
+    temperature laws' token counts and taus of queries and documents."""
     input:
         unpack(tempscale_eval_inputs),
     output:
         ablation="results/tempscale/ablation.csv",
+        law_taus="results/tempscale/law_taus.csv",
     params:
         config=job_config("tempscale", "significance"),
         io=job_io,
@@ -114,3 +117,28 @@ rule tempscale_fix_collapse:
 
 if tempscale_fixes_shown():
     TARGETS["tempscale"] += [rules.tempscale_fix_collapse.output.collapse]
+
+
+# --- MPNet's relative position bias: scaled with tau (the default) or not ---------------------
+rule tempscale_position_bias:
+    """Embedding change from leaving the position bias unscaled vs from tau, on a few windows."""
+    output:
+        effect="results/tempscale/position_bias_effect.csv",
+    params:
+        config=job_config("tempscale", "position_bias_effect", "model_revisions"),
+        io=job_io,
+    log:
+        log_path("tempscale_position_bias"),
+    benchmark:
+        bench_path("tempscale_position_bias")
+    threads: 1
+    resources:
+        **rule_resources("tempscale_position_bias"),
+    conda:
+        "../../envs/tempscale.yaml"
+    shell:
+        tsdcls("tempscale-position-bias")
+
+
+if enabled("tempscale") and (config["tempscale"].get("position_bias_effect") or {}).get("enabled"):
+    TARGETS["tempscale"] += [rules.tempscale_position_bias.output.effect]

@@ -58,6 +58,12 @@ def fixes_headline(path: Path) -> str:
     return "vs τ = 1, " + "; ".join(parts)
 
 
+def position_bias_headline(path: Path) -> str:
+    frame = read_csv(path)
+    parts = [f"{r.model} τ={r.tau:g}, {r.bin} tokens: {r.bias_to_tau_ratio:.2f}" for r in frame.itertuples()]
+    return "embedding change from leaving the position bias unscaled / change from τ itself (mean over windows): " + "; ".join(parts)
+
+
 def dcls_headline(path: Path) -> str:
     frame = read_csv(path)
     parts = []
@@ -83,6 +89,7 @@ HEADLINES: tuple[tuple[str, str, Callable[[Path], str], str], ...] = (
     ("tempscale collapse", "tempscale/collapse_similarity.csv", collapse_headline, "not run"),
     ("tempscale tasks", "tempscale/ablation.csv", tasks_headline, "not run"),
     ("tempscale fixes", "tables/tempscale_fixes.csv", fixes_headline, "not run"),
+    ("tempscale position bias", "tempscale/position_bias_effect.csv", position_bias_headline, "not run"),
     ("dcls", "dcls/ablation.csv", dcls_headline, "not run"),
 )
 

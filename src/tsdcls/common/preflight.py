@@ -7,13 +7,18 @@ key, the value and what to do; the stage code keeps its own checks for direct CL
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tsdcls.common import mteb_names
-from tsdcls.common.variants import OFFLINE_MODEL_ALIASES
+from tsdcls.common.variants import (
+    OFFLINE_MODEL_ALIASES,
+    OFFLINE_MODEL_TYPES,
+    POSITION_BIAS_MODEL_TYPES,
+)
 
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -86,6 +91,30 @@ def model_problems(key: str, name: str) -> list[str]:
             f"{', '.join(OFFLINE_MODEL_ALIASES[::3])}, a sentence-transformers folder or a hub id"]
 
 
+def _model_type(name: str) -> str | None:
+    """transformers model_type of an offline alias or a folder's config.json; None when it is not
+    known before a job (a hub id: the evaluation job checks it when the model has loaded)."""
+    if name in OFFLINE_MODEL_TYPES:
+        return OFFLINE_MODEL_TYPES[name]
+    config = Path(name) / "config.json"
+    try:
+        return str(json.loads(config.read_text(encoding="utf-8")).get("model_type")) if config.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def position_bias_problems(ablation: Mapping[str, Any]) -> list[str]:
+    """Models asked for the unscaled-position-bias ablation must have a relative position bias."""
+    key = "tempscale.ablation.position_bias.models"
+    out = []
+    for name in map(str, (ablation.get("position_bias") or {}).get("models") or []):
+        model_type = _model_type(name)
+        if model_type is not None and model_type not in POSITION_BIAS_MODEL_TYPES:
+            out.append(f"config key '{key}': model {name!r} (model_type {model_type}) has no relative position "
+                       f"bias to leave unscaled; list only models with one ({', '.join(POSITION_BIAS_MODEL_TYPES)})")
+    return out
+
+
 def device_problems(config: Mapping[str, Any]) -> list[str]:
     if config.get("device") != "cpu":
         return []
@@ -119,6 +148,12 @@ def problems(config: Mapping[str, Any]) -> list[str]:
         section = config["tempscale"]
         out += [p for m in section["models"] for p in model_problems("tempscale.models", str(m))]
         out += [p for m in section["ablation"]["models"] for p in model_problems("tempscale.ablation.models", str(m))]
+        out += position_bias_problems(section["ablation"])
+        effect = section.get("position_bias_effect") or {}
+        if effect.get("enabled"):
+            out += model_problems("tempscale.position_bias_effect.model", str(effect["model"]))
+            out += [p.replace(".ablation.position_bias.models", ".position_bias_effect.model")
+                    for p in position_bias_problems({"position_bias": {"models": [effect["model"]]}})]
         out += hub_task_problems(section["tasks"].get("hub") or {})
     if config["theory"]["enabled"]:
         out += model_problems("theory.real_attention.model", str(config["theory"]["real_attention"]["model"]))

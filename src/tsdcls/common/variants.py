@@ -14,3 +14,6 @@ OFFLINE_MODEL_ALIASES: tuple[str, ...] = (
     "minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2",
     "mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2",
 )
+# their transformers model_type, and the model types whose attention adds a relative position bias
+OFFLINE_MODEL_TYPES: dict[str, str] = {name: ("mpnet" if "mpnet" in name else "bert") for name in OFFLINE_MODEL_ALIASES}
+POSITION_BIAS_MODEL_TYPES: tuple[str, ...] = ("mpnet", "t5", "mt5", "umt5")

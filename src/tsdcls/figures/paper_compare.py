@@ -441,8 +441,13 @@ def _longembed_column(task: Any) -> str | None:
 
 def tempscale_variants_only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """Rows of TempScale itself (fixed tau and temperature laws): the post-hoc fixes are other
-    methods, compared in the fixes table, not TempScale results."""
-    if frame is None or "fix" not in frame.columns:
+    methods, compared in the fixes table, not TempScale results; the position-bias ablation
+    (``-biasunscaled``, bias B not scaled) is in the ablation table only."""
+    if frame is None:
+        return frame
+    if "variant" in frame.columns:
+        frame = frame[~frame["variant"].astype(str).str.endswith("-biasunscaled")]
+    if "fix" not in frame.columns:
         return frame
     return frame[frame["fix"].astype(object).fillna("").astype(str) == ""]
 

@@ -5,7 +5,9 @@
 * ``figure-tempscale-tau-sweep``: change of each task's main score vs tau (all layers), one
   line per length.
 * ``table-tempscale-ablation``: one row per model x task x split, one column per fixed-tau
-  variant, cells "score (delta)" with * where the paired test is significant.
+  variant, cells "score (delta)" with * where the paired test is significant. The position-bias
+  ablation (``tau<x>-all-biasunscaled``, MPNet/T5: bias B left unscaled) is a column of its own
+  here ("τ=x, B unscaled"); the two figures show the default patch only.
 
 Temperature laws and post-hoc fixes have their own figure and table (``tempscale_fixes``).
 """
@@ -39,15 +41,26 @@ def _load(job: Any) -> Any:
     return frame
 
 
+BIAS_SUFFIX = "-biasunscaled"  # slug suffix of the position-bias ablation (tempscale.ablation)
+
+
 def temperature_rows(frame: Any) -> Any:
     """Fixed-tau rows without a post-hoc fix (laws and fixes: figures.tempscale_fixes)."""
     fix = frame["fix"].astype(object).fillna("").astype(str) if "fix" in frame else ""
     return frame[(frame["tau_mode"] == "fixed") & (fix == "")]
 
 
+def default_patch_rows(frame: Any) -> Any:
+    """Fixed-tau rows of the default patch: the position-bias ablation's rows left out."""
+    frame = temperature_rows(frame)
+    return frame[~frame["variant"].astype(str).str.endswith(BIAS_SUFFIX)]
+
+
 def _label(variant: str) -> str:
     if variant == BASELINE:
         return "τ=1"
+    if variant.endswith(BIAS_SUFFIX):
+        return _label(variant[: -len(BIAS_SUFFIX)]) + ", B unscaled"
     tau, _, layers = variant.partition("-")
     return f"τ={tau[3:]}" + ("" if layers == "all" else f" ({layers.replace('_', ' ')})")
 
@@ -84,7 +97,7 @@ def run_passkey_needle_figure(job: Any) -> None:
     """Accuracy vs length for passkey and needle: tau = 1 vs TempScale."""
     from tsdcls.figures.style import finish, label_axes, new_figure
 
-    frame = temperature_rows(_load(job))
+    frame = default_patch_rows(_load(job))
     tasks = [t for t in ("TsdclsPasskeyRetrieval", "TsdclsNeedleRetrieval") if t in set(frame["task"])]
     if not tasks:
         raise ConfigError(f"{job.input('ablation')}: no passkey or needle rows (config keys 'tempscale.tasks.passkey/needle')")
@@ -119,7 +132,7 @@ def run_tau_sweep_figure(job: Any) -> None:
 
     from tsdcls.figures.style import finish, label_axes, new_figure, ordered_colours
 
-    frame = temperature_rows(_load(job))
+    frame = default_patch_rows(_load(job))
     sweep = frame[frame["layers"] == "all"]
     keys = sorted(set(zip(sweep["model"], sweep["task"], strict=True)))
     if not keys:
@@ -168,7 +181,8 @@ def ablation_table(frame: Any) -> Any:
     import pandas as pd
 
     frame = temperature_rows(frame)
-    order = list(dict.fromkeys(frame.sort_values(["layers", "tau"], ascending=[True, False])["variant"]))
+    order = list(dict.fromkeys(frame.sort_values(["layers", "tau", "variant"], ascending=[True, False, True],
+                                                 kind="stable")["variant"]))
     rows = []
     for (model, task, split), part in frame.groupby(["model", "task", "split"], sort=False):
         row = {"model": model, "task": SHORT_TASK.get(task, task), "split": split, "metric": part["metric"].iloc[0]}

@@ -4,7 +4,10 @@ Grid (config ``tempscale.ablation``): for each model, a tau sweep on all layers 
 baseline and must be in it), the layer subsets at one tau, the temperature laws tau(n)
 (``tau_laws``: one tau per input from its own token count) and the post-hoc embedding fixes
 (``fixes``: mean-centering, whitening, length-binned centering, each alone and, with
-``with_tempscale``, at the claims ledger's headline tau). Each (model, variant) is one Snakemake
+``with_tempscale``, at the claims ledger's headline tau) and, for the models listed in
+``position_bias.models`` only (MPNet, T5: models with a relative position bias B), each tau of
+``position_bias.taus`` on all layers with B left unscaled (``tau<x>-all-biasunscaled``; the
+default patch divides B by tau too). Each (model, variant) is one Snakemake
 job (``tempscale-evaluate``) running every task; the aggregation (``tempscale-ablation``)
 compares each variant with tau = 1 of the same model on the same items and writes
 ``results/tempscale/ablation.csv``.
@@ -29,7 +32,10 @@ BASELINE_SLUG = "tau1-all"
 FIXES = ("mean_center", "whiten", "length_center")  # post-hoc embedding fixes (tempscale/fixes.py)
 _LAYERS = "(all|first_half|last_half)"
 LAW_PATTERN = r"power[0-9.]+|power-measured|log"  # names in tempscale.ablation.tau_laws.laws
-SLUG_PATTERN = rf"(?:(?:{'|'.join(FIXES)})-)?tau[0-9.]+-{_LAYERS}|law-(?:{LAW_PATTERN})-{_LAYERS}"
+BIAS_UNSCALED = "unscaled"  # Variant.bias of the position-bias ablation ('' = the patch's default, B / tau)
+BIAS_SUFFIX = "-biasunscaled"  # its slug suffix (= patch.BIAS_UNSCALED_SUFFIX, kept import-free here)
+SLUG_PATTERN = (rf"(?:(?:{'|'.join(FIXES)})-)?tau[0-9.]+-{_LAYERS}|law-(?:{LAW_PATTERN})-{_LAYERS}"
+                rf"|tau[0-9.]+-all{BIAS_SUFFIX}")
 MEASURED = "power-measured"  # the exponent alpha measured by the theory stage (tau_law.csv)
 
 
@@ -44,10 +50,20 @@ class Variant:
     layers: str  # 'all' | 'first_half' | 'last_half'
     law: str = ""  # mode 'law': 'power0.5', 'power-measured' or 'log'
     fix: str = ""  # '' or one of FIXES
+    bias: str = ""  # '' (relative position bias divided by tau, the patch's default) or 'unscaled'
+    models: tuple[str, ...] = ()  # configured model names this variant runs on (empty: every model)
 
     @property
     def is_baseline(self) -> bool:
-        return self.mode == "fixed" and self.tau == 1.0 and not self.fix
+        return self.mode == "fixed" and self.tau == 1.0 and not self.fix and not self.bias
+
+    @property
+    def scale_position_bias(self) -> bool:
+        return self.bias != BIAS_UNSCALED
+
+    def applies_to(self, model: str) -> bool:
+        """Whether this variant is evaluated for the configured model name ``model``."""
+        return not self.models or model in self.models
 
     @property
     def needs_measured_alpha(self) -> bool:
@@ -55,8 +71,9 @@ class Variant:
 
     def spec(self) -> dict[str, Any]:
         """The job's ``variant`` config (JSON-safe; ``job_variant`` reads it back)."""
-        return {"slug": self.slug, "mode": self.mode, "layers": self.layers, "law": self.law, "fix": self.fix,
+        spec = {"slug": self.slug, "mode": self.mode, "layers": self.layers, "law": self.law, "fix": self.fix,
                 "tau": None if self.mode == "law" else self.tau}
+        return {**spec, "bias": self.bias} if self.bias else spec  # other variants' specs stay as they were
 
 
 def fixed_slug(tau: float, layers: str) -> str:
@@ -111,11 +128,30 @@ def _fix_variants(section: Mapping[str, Any], headline: float | None) -> list[Va
     return [Variant(f"{fix}-{fixed_slug(tau, 'all')}", "fixed", tau, "all", fix=fix) for tau in taus for fix in methods]
 
 
+def _bias_variants(section: Mapping[str, Any]) -> list[Variant]:
+    """tau on all layers with the relative position bias left unscaled, for the listed models only."""
+    bias = section.get("position_bias") or {}
+    models = tuple(str(m) for m in bias.get("models") or [])
+    if not models:
+        return []
+    unknown = [m for m in models if m not in [str(n) for n in section["models"]]]
+    if unknown:
+        raise ConfigError(f"config key 'tempscale.ablation.position_bias.models': {unknown} not in "
+                          f"'tempscale.ablation.models' ({list(section['models'])})")
+    taus = [float(t) for t in bias.get("taus") or []]
+    if not taus or 1.0 in taus:
+        raise ConfigError("config key 'tempscale.ablation.position_bias.taus' needs at least one tau != 1.0 "
+                          "(at tau = 1 scaling the bias changes nothing)")
+    return [Variant(fixed_slug(t, "all") + BIAS_SUFFIX, "fixed", t, "all", bias=BIAS_UNSCALED, models=models)
+            for t in sorted(set(taus), reverse=True)]
+
+
 def ablation_variants(config: Mapping[str, Any], headline: float | None = None) -> list[Variant]:
     """Every variant of ``tempscale.ablation`` (baseline first), validated. ``headline`` is the
     claims ledger's headline tau, at which ``fixes.with_tempscale`` combines each fix with TempScale."""
     section = require(config, "ablation")
-    variants = _fixed_variants(section) + _law_variants(section) + _fix_variants(section, headline)
+    variants = (_fixed_variants(section) + _law_variants(section) + _fix_variants(section, headline)
+                + _bias_variants(section))
     slugs = [v.slug for v in variants]
     if len(set(slugs)) != len(slugs):
         raise ConfigError(f"config key 'tempscale.ablation': duplicate variants {slugs}")
@@ -123,9 +159,10 @@ def ablation_variants(config: Mapping[str, Any], headline: float | None = None) 
 
 
 def side_by_side_variants(config: Mapping[str, Any], headline: float | None) -> list[Variant]:
-    """What the fixes comparison shows: tau = 1 first, the headline tau, every law and every fix."""
-    return [v for v in ablation_variants(config, headline)
-            if v.is_baseline or v.mode == "law" or v.fix or (v.layers == "all" and v.tau == headline)]
+    """What the fixes comparison shows: tau = 1 first, the headline tau, every law and every fix
+    (the position-bias ablation is not a fix: it is in ablation.csv only)."""
+    return [v for v in ablation_variants(config, headline) if not v.bias and (
+        v.is_baseline or v.mode == "law" or v.fix or (v.layers == "all" and v.tau == headline))]
 
 
 def variant_slugs(config: Mapping[str, Any], headline: float | None = None) -> list[str]:
@@ -142,6 +179,12 @@ def model_slugs(config: Mapping[str, Any]) -> dict[str, str]:
     return slugs
 
 
+def ablation_grid(config: Mapping[str, Any], headline: float | None = None) -> list[tuple[str, Variant]]:
+    """Every evaluated (model slug, variant) cell: each variant for the models it applies to."""
+    variants = ablation_variants(config, headline)
+    return [(slug, v) for slug, name in model_slugs(config).items() for v in variants if v.applies_to(name)]
+
+
 def parse_variant(slug: str, config: Mapping[str, Any], headline: float | None = None) -> Variant:
     """The configured variant with this slug (a clear error for anything not in the grid)."""
     for variant in ablation_variants(config, headline):
@@ -156,8 +199,9 @@ def job_variant(config: Mapping[str, Any]) -> Variant:
     spec = require(config, "variant")
     tau = math.nan if spec.get("tau") is None else float(spec["tau"])
     variant = Variant(str(spec["slug"]), str(spec["mode"]), tau, str(spec["layers"]),
-                      law=str(spec.get("law") or ""), fix=str(spec.get("fix") or ""))
+                      law=str(spec.get("law") or ""), fix=str(spec.get("fix") or ""), bias=str(spec.get("bias") or ""))
     valid = (variant.mode == "law") == bool(variant.law) and variant.fix in ("", *FIXES)
+    valid = valid and variant.bias in ("", BIAS_UNSCALED) and variant.slug.endswith(BIAS_SUFFIX) == bool(variant.bias)
     if variant.mode not in ("fixed", "law") or not valid or not re.fullmatch(SLUG_PATTERN, variant.slug):
         raise ConfigError(f"TempScale variant {spec} is not a grid variant of 'tempscale.ablation'")
     return variant
@@ -242,8 +286,9 @@ def split_mde(frame: Any, alpha: float, power: float = 0.8) -> Any:
 
     z = float(stats.norm.ppf(1 - alpha / 2))
     factor = (z + float(stats.norm.ppf(power))) / z
+    bias = frame["position_bias"].astype(str) if "position_bias" in frame else ""
     sweep = frame[(frame["variant"] != BASELINE_SLUG) & (frame["tau_mode"] == "fixed")
-                  & (frame["fix"].astype(str).isin(["", "nan"]))]
+                  & (frame["fix"].astype(str).isin(["", "nan"])) & (bias != "unscaled")]
     half = factor * (sweep["delta_ci_high"] - sweep["delta_ci_low"]) / 2
     per_split = half.groupby([sweep[k] for k in SPLIT_KEYS]).median()
     keys = list(zip(*(frame[k] for k in SPLIT_KEYS), strict=True))
@@ -253,14 +298,44 @@ def split_mde(frame: Any, alpha: float, power: float = 0.8) -> Any:
 SPLIT_KEYS = ["model", "task", "split", "subset"]
 COLUMNS = [
     "model", "task", "task_type", "split", "length", "subset", "metric", "variant", "tau", "layers",
-    "tau_mode", "tau_law", "fix", "score", "baseline_score", "delta_vs_tau1", "delta_ci_low", "delta_ci_high",
+    "tau_mode", "tau_law", "fix", "position_bias", "score", "baseline_score", "delta_vs_tau1", "delta_ci_low", "delta_ci_high",
     "mde_split", "p_value", "significant", "test",
     "n_items", "alpha", "item_metric", "revision", "evaluation_time_s", "scale", "status",
 ]  # fmt: skip
 
 
+LAW_TAU_COLUMNS = [
+    "model", "variant", "tau_law", "layers", "position_bias", "task", "split", "length", "subset", "prompt_type",
+    "n_rows", "tokens_mean", "tokens_min", "tokens_max", "tau_mean", "tau_min", "tau_max", "mteb_model_name", "scale",
+]  # fmt: skip
+
+
+def law_tau_table(frames: list[Any], scale: str) -> Any:
+    """Every temperature-law evaluation's row_taus.csv in one table: per model, law, task split
+    and prompt type (query / document / none) the token counts and the taus the law gave."""
+    import pandas as pd
+
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=LAW_TAU_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True)
+    frame["length"] = [_split_length(s) for s in frame["split"].astype(str)]
+    frame["scale"] = scale
+    for column in ("tau_law", "position_bias"):
+        frame[column] = frame[column].astype(object).fillna("") if column in frame else ""
+    frame = frame.sort_values(["model", "variant", "task", "length", "split", "subset", "prompt_type"], kind="stable")
+    return frame[LAW_TAU_COLUMNS]
+
+
+def _split_length(split: str) -> float:
+    """n of a long-context split 'test_<n>', else NaN."""
+    prefix, _, tail = split.rpartition("_")
+    return float(tail) if prefix and tail.isdigit() else math.nan
+
+
 def run_aggregate(job: Any) -> None:
-    """Verb ``tempscale-ablation``: every evaluation's scores -> ablation.csv with p-values."""
+    """Verb ``tempscale-ablation``: every evaluation's scores -> ablation.csv with p-values, and
+    the temperature laws' row_taus.csv files (inputs row_taus_*) -> law_taus.csv."""
     import pandas as pd
 
     from tsdcls.common.io import read_csv, write_csv
@@ -278,11 +353,15 @@ def run_aggregate(job: Any) -> None:
     )
     frame = compare_with_baseline(scores, per_item, job.config["significance"], seed=job.seed)
     frame["scale"] = job.config.get("scale", "unknown")
-    for column in ("tau_law", "fix"):  # empty strings come back from a CSV as NaN
+    for column in ("tau_law", "fix", "position_bias"):  # empty strings come back from a CSV as NaN
         frame[column] = frame[column].astype(object).fillna("") if column in frame else ""
     frame["mde_split"] = split_mde(frame, float(job.config["significance"]["alpha"]))
-    frame = frame.sort_values(["model", "task", "length", "split", "tau_mode", "fix", "layers", "tau"],
-                              ascending=[True, True, True, True, True, True, True, False])
+    frame = frame.sort_values(["model", "task", "length", "split", "tau_mode", "fix", "layers", "tau", "position_bias"],
+                              ascending=[True, True, True, True, True, True, True, False, True], kind="stable")
     write_csv(job.output("ablation"), frame[COLUMNS], job.prov(n_evaluations=len(score_files)))
+    if "law_taus" in job.outputs:
+        tau_files = sorted(path for name, path in job.inputs.items() if name.startswith("row_taus_"))
+        law_taus = law_tau_table([read_csv(p) for p in tau_files], job.config.get("scale", "unknown"))
+        write_csv(job.output("law_taus"), law_taus, job.prov(n_evaluations=len(tau_files)))
     significant = frame[(frame["variant"] != BASELINE_SLUG) & frame["significant"]]
     logger.info("%d rows, %d significant at alpha=%s", len(frame), len(significant), job.config["significance"]["alpha"])

@@ -16,6 +16,10 @@ Outputs (verb ``tempscale-evaluate``):
 * ``scores``: one row per task x split x subset with the task's main score; a long-context split
   longer than the model can read is a row with ``status`` "skipped: exceeds ..." and no score.
 * ``per_item``: per-query / per-pair / per-experiment scores for the paired tests.
+* ``row_taus``: temperature laws only (other variants: the header alone): per task x split x
+  subset x prompt type (the ``prompt_type`` mteb passes to ``encode``: query, document, or none
+  for symmetric tasks) the number of encoded rows, their token counts (mean/min/max, special
+  tokens included: what the law reads) and the taus the law gave them (mean/min/max).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +69,20 @@ def load_variant(model_name: str, variant: Variant, config: Mapping[str, Any], d
     fixed_tau = 1.0 if variant.mode == "law" else variant.tau
     try:
         revision = patch.model_revision(config, model_name)
-        model = patch.load_encoder(model_name, tau=fixed_tau, layers=variant.layers, device=device, revision=revision)
+        model = patch.load_encoder(model_name, tau=fixed_tau, layers=variant.layers, device=device, revision=revision,
+                                   scale_position_bias=variant.scale_position_bias)
     except patch.UnsupportedArchitectureError as err:
         raise ConfigError(f"config key 'tempscale.ablation.models': model '{model_name}' is unsupported: {err}") from err
     except (OSError, ValueError) as err:
         raise ConfigError(f"config key 'tempscale.ablation.models': cannot load model '{model_name}': {err}") from err
+    if not variant.scale_position_bias and model.tempscale["position_bias"] == "none":
+        raise ConfigError(f"config key 'tempscale.ablation.position_bias.models': model '{model_name}' "
+                          f"({patch.architecture(model)}) has no relative position bias to leave unscaled")
     limit = patch.position_limit(model) or model.max_seq_length
     max_length = int(min(limit, config["tasks"].get("max_seq_length") or limit))
     model.max_seq_length = max_length
     settings: dict[str, Any] = {"max_seq_length": max_length}
-    name = patch.variant_name(model_name, variant.tau, variant.layers)
+    name = patch.variant_name(model_name, variant.tau, variant.layers, variant.scale_position_bias)
     if variant.mode == "law":
         name = _apply_law(model, model_name, variant, config["ablation"]["tau_laws"], alpha, settings)
     if variant.fix:
@@ -102,10 +110,12 @@ def _apply_law(model: Any, model_name: str, variant: Variant, laws: Mapping[str,
     exponent = law_exponent(variant.law, alpha)
     n_ref, tau_min = int(laws["n_ref"]), float(laws["tau_min"])
     patch.apply_length_adaptive_tempscale(model, n_ref=n_ref, exponent=1.0 if form == "log" else exponent,
-                                          tau_min=tau_min, layers=variant.layers, law=form)
+                                          tau_min=tau_min, layers=variant.layers, law=form,
+                                          scale_position_bias=variant.scale_position_bias)
     settings.update(tau_law={"law": variant.law, "form": form, "exponent": exponent, "n_ref": n_ref, "tau_min": tau_min})
     name = patch.law_variant_name(model_name, form, n_ref, exponent, tau_min)
-    return name if variant.layers == "all" else f"{name}-{variant.layers}"
+    name = name if variant.layers == "all" else f"{name}-{variant.layers}"
+    return name if variant.scale_position_bias else name + patch.BIAS_UNSCALED_SUFFIX
 
 
 def _apply_fix(model: Any, name: str, variant: Variant, fixes: Mapping[str, Any], seed: int, batch_size: int,
@@ -136,12 +146,54 @@ def token_counter(model: Any) -> Any:
 
 
 def mteb_wrapper(model: Any, name: str, revision: str) -> Any:
-    """mteb's SentenceTransformer wrapper with the variant in its ModelMeta (name + revision)."""
+    """mteb's SentenceTransformer wrapper with the variant in its ModelMeta (name + revision).
+
+    Under a temperature law every ``encode`` call tags the rows it encodes with (task, split,
+    subset, prompt type), so the law's taus are summarised for queries and documents apart.
+    """
     from mteb.models import SentenceTransformerEncoderWrapper
+
+    from tsdcls.tempscale import patch
 
     wrapper = SentenceTransformerEncoderWrapper(model)
     wrapper.mteb_model_meta = wrapper.mteb_model_meta.model_copy(update={"name": name, "revision": revision})
+    handle = patch.active_handle(model)
+    if handle is not None and handle.adaptive is not None:
+        encode = wrapper.encode
+
+        @functools.wraps(encode)
+        def tagged_encode(inputs: Any, *, task_metadata: Any, hf_split: str, hf_subset: str,
+                          prompt_type: Any = None, **kwargs: Any) -> Any:
+            role = getattr(prompt_type, "value", prompt_type) or NO_PROMPT_TYPE
+            with handle.tagged(task_metadata.name, hf_split, hf_subset, role):
+                return encode(inputs, task_metadata=task_metadata, hf_split=hf_split, hf_subset=hf_subset,
+                              prompt_type=prompt_type, **kwargs)
+
+        wrapper.encode = tagged_encode
     return wrapper
+
+
+NO_PROMPT_TYPE = "none"  # prompt_type of symmetric tasks (STS, classification, clustering)
+ROW_TAU_KEYS = ["task", "split", "subset", "prompt_type"]
+ROW_TAU_STATS = ["n_rows", "tokens_mean", "tokens_min", "tokens_max", "tau_mean", "tau_min", "tau_max"]
+
+
+def row_tau_rows(model: Any, task_name: str) -> list[dict[str, Any]]:
+    """The law's per-row summary of one task's encode calls (and a reset): one row per split x
+    subset x prompt type; [] for a fixed tau."""
+    from tsdcls.tempscale import patch
+
+    handle = patch.active_handle(model)
+    if handle is None or handle.adaptive is None:
+        return []
+    summary = handle.row_tau_summary(reset=True)
+    rows = []
+    for tag, entry in sorted(summary.items()):
+        if len(tag) != len(ROW_TAU_KEYS) or tag[0] != task_name:  # rows encoded outside mteb's encode calls
+            logger.warning("row taus of %d rows outside task %s's encode calls (tag %s)", entry.n_rows, task_name, tag)
+            continue
+        rows.append({**dict(zip(ROW_TAU_KEYS, tag, strict=True)), **entry.as_dict()})
+    return rows
 
 
 def _capture_hub_per_query(task: Any) -> None:
@@ -175,6 +227,7 @@ class TaskOutcome:
     result: Any
     per_item: dict[tuple[str, str], dict[str, dict[Any, float]]]
     gold: dict[tuple[str, str], dict[Any, float]]
+    row_taus: list[dict[str, Any]] = field(default_factory=list)  # temperature laws: row_tau_rows()
 
 
 def task_key(task: Any, meta: Any, tasks_cfg: Mapping[str, Any], encode_kwargs: Mapping[str, Any]) -> str:
@@ -227,7 +280,7 @@ class TaskResume:
             if record.get("key") != key or record.get("result_sha256") != _sha256(result_path):
                 return None
             return TaskOutcome(TaskResult.from_disk(result_path), _unpack_per_item(record["per_item"]),
-                               _unpack_gold(record["gold"]))
+                               _unpack_gold(record["gold"]), list(record["row_taus"]))
         except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged record: compute the task again
             logger.warning("not reusing %s (%s): the task is computed again", record_path, err)
             return None
@@ -235,7 +288,8 @@ class TaskResume:
     def save(self, task_name: str, key: str, outcome: TaskOutcome) -> None:
         """Record a task as finished (after mteb wrote its result file)."""
         record = {"key": key, "result_sha256": _sha256(self.result_path(task_name)),
-                  "per_item": _pack_per_item(outcome.per_item), "gold": _pack_gold(outcome.gold)}
+                  "per_item": _pack_per_item(outcome.per_item), "gold": _pack_gold(outcome.gold),
+                  "row_taus": outcome.row_taus}
         write_text(self.record_path(task_name), json.dumps(record))
 
 
@@ -271,8 +325,8 @@ def _unpack_gold(rows: list[Any]) -> dict[tuple[str, str], dict[Any, float]]:
 def evaluate_variant(
     model_name: str, variant: Variant, config: Mapping[str, Any], seed: int, device: str, cache_dir: Path, allow_network: bool,
     alpha: float | None = None,
-) -> tuple[Any, Any]:
-    """Evaluate one variant on every configured task; returns (scores, per_item) DataFrames.
+) -> tuple[Any, Any, Any]:
+    """Evaluate one variant on every configured task; returns (scores, per_item, row_taus) DataFrames.
 
     Tasks finished by an earlier (interrupted) run of the same job are reused, see module doc.
     """
@@ -293,24 +347,30 @@ def evaluate_variant(
     common = {
         "model": model_name, "variant": variant.slug, "tau": variant.tau, "layers": variant.layers,
         "tau_mode": variant.mode, "tau_law": variant.law, "fix": variant.fix,
+        "position_bias": patch.active_handle(model).position_bias,
         "mteb_model_name": name, "mteb_model_revision": revision,
     }  # fmt: skip
     score_rows: list[dict[str, Any]] = []
     item_rows: list[dict[str, Any]] = []
+    tau_rows: list[dict[str, Any]] = []
     for task in tasks:
         key = task_key(task, wrapper.mteb_model_meta, tasks_cfg, encode_kwargs)
         outcome = resume.load(task.metadata.name, key)
         if outcome is None:
+            row_tau_rows(model, task.metadata.name)  # reset: count this task's rows only
             outcome = _run_task(wrapper, task, cache, encode_kwargs)
+            outcome.row_taus = row_tau_rows(model, task.metadata.name)
             resume.save(task.metadata.name, key, outcome)
         else:
             logger.info("reusing finished task %s (%s)", task.metadata.name, resume.result_path(task.metadata.name))
         _task_rows(task, outcome, common, score_rows, item_rows)
+        tau_rows += [{**common, **row} for row in outcome.row_taus]
     reason = skip_reason(settings["max_seq_length"], patch.position_limit(model))
     score_rows += [{**common, **split, "subset": "default", "score": math.nan, "item_metric": split["metric"],
                     "revision": "", "evaluation_time_s": math.nan, "status": reason}
                    for split in skipped_splits(tasks_cfg, settings["max_seq_length"])]
-    return pd.DataFrame(score_rows), pd.DataFrame(item_rows)
+    row_taus = pd.DataFrame(tau_rows, columns=[*common, *ROW_TAU_KEYS, *ROW_TAU_STATS])
+    return pd.DataFrame(score_rows), pd.DataFrame(item_rows), row_taus
 
 
 def _run_task(wrapper: Any, task: Any, cache: Any, encode_kwargs: Mapping[str, Any]) -> TaskOutcome:
@@ -383,9 +443,11 @@ def run_evaluation(job: Any) -> None:
     hub = job.config["tasks"].get("hub", {})
     check_hub_access(hub.get("tasks", []), allow_network, hub.get("benchmarks", []))  # before any model load
     alpha = measured_alpha(job.input("tau_law")) if variant.needs_measured_alpha else None
-    scores, per_item = evaluate_variant(
+    scores, per_item, row_taus = evaluate_variant(
         slugs[model_slug], variant, job.config, job.seed, job.device, cache_dir, allow_network, alpha
     )
     prov = job.prov(model=slugs[model_slug], variant=variant.slug, **({"alpha": alpha} if alpha else {}))
+    if "row_taus" in job.outputs:  # the rule declares it; direct CLI calls may leave it out
+        write_csv(job.output("row_taus"), row_taus, prov)
     write_csv(job.output("per_item"), per_item, prov)
     write_csv(job.output("scores"), scores, prov)

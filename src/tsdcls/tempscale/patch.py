@@ -11,6 +11,8 @@ attention kernel (SDPA stays SDPA) and changes only the logit scale:
 * MPNet adds a relative position bias B to the logits; like the paper's T5 handling we scale
   it too: softmax((QK^T/sqrt d + B)/tau + mask). The query and B are divided by tau by hooks.
 * T5 encoders (GTR, sentence-T5): softmax((QK^T + B)/tau + mask), same reasoning.
+* ``scale_position_bias=False`` (the ablation of that choice) leaves B as it is:
+  softmax(QK^T/(tau sqrt d) + B + mask) (MPNet; T5: softmax(QK^T/tau + B + mask)).
 * Length-adaptive tau (one tau per input row from its non-padding token count) divides each
   row's query (and bias) by its own tau: per example, not per batch.
 
@@ -21,11 +23,12 @@ the patch counts the layers it changed and never leaves a requested layer silent
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,53 @@ class _RowState:
     law: str = "power"
     inv_tau: torch.Tensor | None = None
     last_taus: list[float] = field(default_factory=list)
+    tag: tuple[str, ...] = ()  # what the rows belong to now (set by TempScaleHandle.tagged)
+    summary: dict[tuple[str, ...], RowTauSummary] = field(default_factory=dict)
+
+    def record(self, lengths: list[int], taus: list[float]) -> None:
+        """Add one forward batch's rows to the running summary of the current tag."""
+        entry = self.summary.setdefault(self.tag, RowTauSummary())
+        for n, tau in zip(lengths, taus, strict=True):
+            entry.add(int(n), float(tau))
+
+
+@dataclass
+class RowTauSummary:
+    """Running count, sum, min and max of the token counts and taus of the rows of one tag."""
+
+    n_rows: int = 0
+    tokens_sum: int = 0
+    tokens_min: int = 0
+    tokens_max: int = 0
+    tau_sum: float = 0.0
+    tau_min: float = math.inf
+    tau_max: float = -math.inf
+
+    def add(self, tokens: int, tau: float) -> None:
+        self.tokens_min = tokens if self.n_rows == 0 else min(self.tokens_min, tokens)
+        self.tokens_max = max(self.tokens_max, tokens)
+        self.tau_min, self.tau_max = min(self.tau_min, tau), max(self.tau_max, tau)
+        self.n_rows += 1
+        self.tokens_sum += tokens
+        self.tau_sum += tau
+
+    def merge(self, other: RowTauSummary) -> None:
+        if not other.n_rows:
+            return
+        self.tokens_min = other.tokens_min if self.n_rows == 0 else min(self.tokens_min, other.tokens_min)
+        self.tokens_max = max(self.tokens_max, other.tokens_max)
+        self.tau_min, self.tau_max = min(self.tau_min, other.tau_min), max(self.tau_max, other.tau_max)
+        self.n_rows += other.n_rows
+        self.tokens_sum += other.tokens_sum
+        self.tau_sum += other.tau_sum
+
+    def as_dict(self) -> dict[str, float]:
+        """n_rows, tokens_mean/min/max, tau_mean/min/max (token counts include special tokens)."""
+        n = self.n_rows
+        return {"n_rows": n, "tokens_mean": self.tokens_sum / n if n else math.nan,
+                "tokens_min": self.tokens_min if n else math.nan, "tokens_max": self.tokens_max if n else math.nan,
+                "tau_mean": self.tau_sum / n if n else math.nan,
+                "tau_min": self.tau_min if n else math.nan, "tau_max": self.tau_max if n else math.nan}
 
 
 @dataclass
@@ -90,6 +140,7 @@ class TempScaleHandle:
     architecture: str
     n_layers: int
     adaptive: dict[str, float] | None = None
+    position_bias: str = "none"  # 'none' (no relative bias), 'scaled' (B / tau) or 'unscaled' (B kept)
     _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _models: list[nn.Module] = field(default_factory=list, repr=False)
     _row_state: _RowState | None = field(default=None, repr=False)
@@ -104,6 +155,30 @@ class TempScaleHandle:
     def last_row_taus(self) -> list[float]:
         """Length-adaptive only: the tau each row of the last forward batch used."""
         return list(self._row_state.last_taus) if self._row_state else []
+
+    @contextlib.contextmanager
+    def tagged(self, *tag: str) -> Iterator[None]:
+        """Length-adaptive only: count the rows of every forward inside under ``tag`` (e.g. task,
+        split, subset, 'query'/'document') in :meth:`row_tau_summary`; no-op for a fixed tau."""
+        state = self._row_state
+        if state is None:
+            yield
+            return
+        previous, state.tag = state.tag, tuple(str(t) for t in tag)
+        try:
+            yield
+        finally:
+            state.tag = previous
+
+    def row_tau_summary(self, reset: bool = False) -> dict[tuple[str, ...], RowTauSummary]:
+        """Length-adaptive only: tag -> summary of the token counts and taus of every row seen
+        since the patch (or the last reset); untagged rows are under (). Empty for a fixed tau."""
+        if self._row_state is None:
+            return {}
+        summary = dict(self._row_state.summary)
+        if reset:
+            self._row_state.summary = {}
+        return summary
 
     def remove(self) -> None:
         """Restore the exact original model (idempotent)."""
@@ -246,11 +321,15 @@ def resolve_taus(tau: TauSpec, layers: LayerSpec, n_layers: int) -> dict[int, fl
 # --- the patch itself -----------------------------------------------------------------------
 
 
-def apply_tempscale(model: nn.Module, tau: TauSpec, layers: LayerSpec = "all") -> TempScaleHandle:
+def apply_tempscale(
+    model: nn.Module, tau: TauSpec, layers: LayerSpec = "all", scale_position_bias: bool = True
+) -> TempScaleHandle:
     """Divide the attention logits of the chosen encoder layers by tau; returns a removable handle.
 
     ``model`` is a SentenceTransformer or a transformers PreTrainedModel. A previous TempScale
-    patch on the same model is removed first, so patches never stack.
+    patch on the same model is removed first, so patches never stack. ``scale_position_bias``
+    (MPNet, T5): True divides the relative position bias by tau too (our default), False leaves
+    it unscaled; models without such a bias ignore it (``handle.position_bias`` is 'none').
     """
     hf_models = _hf_models(model)
     remove_tempscale(model)
@@ -259,11 +338,13 @@ def apply_tempscale(model: nn.Module, tau: TauSpec, layers: LayerSpec = "all") -
         attention = _attention_layers(hf_model)
         taus = resolve_taus(tau, layers, len(attention))
         if handle is None:
-            handle = TempScaleHandle(taus=taus, architecture=_architecture(hf_model), n_layers=len(attention))
+            handle = TempScaleHandle(taus=taus, architecture=_architecture(hf_model), n_layers=len(attention),
+                                     position_bias=_bias_mode(attention, scale_position_bias))
         patched = 0
         for index, (module, layout) in enumerate(attention):
             if taus[index] != 1.0:
-                handle._undo.append(_patch_layer(module, layout, inv_tau=1.0 / taus[index], rows=None))
+                handle._undo.append(_patch_layer(module, layout, inv_tau=1.0 / taus[index], rows=None,
+                                                 scale_bias=scale_position_bias))
                 patched += 1
         expected = sum(1 for t in taus.values() if t != 1.0)
         if patched != expected:  # pragma: no cover - guards future edits of the loop above
@@ -281,10 +362,13 @@ def apply_length_adaptive_tempscale(
     tau_max: float = 1.0,
     layers: LayerSpec = "all",
     law: str = "power",
+    scale_position_bias: bool = True,
 ) -> TempScaleHandle:
     """TempScale with one tau per input row: tau = tau_for_law(law, non-padding tokens, n_ref, ...).
 
     ``law`` 'power': (n_ref/n)^exponent; 'log': log n_ref / log n (Scalable-Softmax style).
+    ``scale_position_bias`` as in :func:`apply_tempscale` (each row's bias by its own tau).
+    Every row's token count and tau is summarised per tag (``handle.tagged``, ``row_tau_summary``).
 
     Rows of one padded batch get different temperatures (a per-row scaling of the logits), so a
     text's embedding does not depend on which other texts share its batch.
@@ -308,13 +392,14 @@ def apply_length_adaptive_tempscale(
                 architecture=_architecture(hf_model),
                 n_layers=len(attention),
                 adaptive={"law": law, "n_ref": n_ref, "exponent": exponent, "tau_min": tau_min, "tau_max": tau_max},
+                position_bias=_bias_mode(attention, scale_position_bias),
                 _row_state=state,
             )
             handle.taus = {i: (math.nan if i in chosen else 1.0) for i in range(len(attention))}
         handle._undo.append(_wrap_forward_for_row_taus(hf_model, state))
         for index in chosen:
             module, layout = attention[index]
-            handle._undo.append(_patch_layer(module, layout, inv_tau=None, rows=state))
+            handle._undo.append(_patch_layer(module, layout, inv_tau=None, rows=state, scale_bias=scale_position_bias))
         _attach(hf_model, handle)
     assert handle is not None
     return handle
@@ -326,6 +411,20 @@ def remove_tempscale(model: nn.Module) -> None:
         handle = getattr(hf_model, _HANDLE_ATTR, None)
         if handle is not None:
             handle.remove()
+
+
+def active_handle(model: nn.Module) -> TempScaleHandle | None:
+    """The active TempScale patch of ``model`` (None when unpatched)."""
+    for hf_model in _hf_models(model):
+        handle = getattr(hf_model, _HANDLE_ATTR, None)
+        if handle is not None:
+            return handle
+    return None
+
+
+def architecture(model: nn.Module) -> str:
+    """'BertModel (model_type=bert)': the first transformer's architecture, for messages."""
+    return _architecture(_hf_models(model)[0])
 
 
 def tempscale_taus(model: nn.Module) -> dict[int, float]:
@@ -384,6 +483,7 @@ def _set_row_taus(
         device = reference.device
     taus = [tau_for_law(state.law, max(1, n), state.n_ref, state.exponent, state.tau_min, state.tau_max) for n in lengths]
     state.last_taus = taus
+    state.record(lengths, taus)
     state.inv_tau = 1.0 / torch.tensor(taus, dtype=torch.float32, device=device)
 
 
@@ -400,8 +500,17 @@ def _factor(inv_tau: float | None, rows: _RowState | None, like: torch.Tensor) -
     return factor.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _patch_layer(module: nn.Module, layout: _Layout, inv_tau: float | None, rows: _RowState | None) -> Callable[[], None]:
-    """Scale one layer's logits by 1/tau; returns the function that restores it exactly."""
+def _bias_mode(attention: list[tuple[nn.Module, _Layout]], scale_bias: bool) -> str:
+    """'none' when no layer adds a relative position bias, else 'scaled' or 'unscaled'."""
+    if not any(layout.position_bias for _module, layout in attention):
+        return "none"
+    return "scaled" if scale_bias else "unscaled"
+
+
+def _patch_layer(module: nn.Module, layout: _Layout, inv_tau: float | None, rows: _RowState | None,
+                 scale_bias: bool = True) -> Callable[[], None]:
+    """Scale one layer's logits by 1/tau (its position bias too unless ``scale_bias`` is False);
+    returns the function that restores it exactly."""
     undo: list[Callable[[], None]] = []
     if rows is None and layout.uses_scaling_attr:
         original = module.scaling
@@ -418,7 +527,9 @@ def _patch_layer(module: nn.Module, layout: _Layout, inv_tau: float | None, rows
             return output * _factor(inv_tau, rows, output)
 
         undo.append(query.register_forward_hook(scale_query).remove)
-    if layout.position_bias == "mpnet":
+    if not scale_bias:
+        pass  # the bias B enters the logits as it is: softmax(QK^T/(tau sqrt d) + B + mask)
+    elif layout.position_bias == "mpnet":
         undo.extend(_patch_mpnet_bias(module, inv_tau, rows))
     elif layout.position_bias == "t5":
         undo.extend(_patch_t5_bias(module, inv_tau, rows))
@@ -504,14 +615,19 @@ def _tau_label(tau: TauSpec) -> str:
     return "tau" + "_".join(f"{float(v):g}" for v in tau)
 
 
-def variant_name(base_name: str, tau: TauSpec = 1.0, layers: LayerSpec = "all") -> str:
+BIAS_UNSCALED_SUFFIX = "-biasunscaled"  # names and slugs of variants that leave the position bias unscaled
+
+
+def variant_name(base_name: str, tau: TauSpec = 1.0, layers: LayerSpec = "all", scale_position_bias: bool = True) -> str:
     """Model name recording the TempScale variant, e.g. 'sentence-transformers/all-MiniLM-L6-v2
     -tempscale-tau0.9-all', so mteb results of different tau (or layers) never share a folder.
-    tau = 1 returns the plain model name (the unpatched baseline)."""
+    tau = 1 returns the plain model name (the unpatched baseline); an unscaled position bias
+    appends '-biasunscaled'."""
     base = canonical_model_name(base_name)
     if _is_scalar(tau) and float(tau) == 1.0:
         return base
-    return f"{base}-tempscale-{_tau_label(tau)}-{_layers_label(layers)}"
+    suffix = "" if scale_position_bias else BIAS_UNSCALED_SUFFIX
+    return f"{base}-tempscale-{_tau_label(tau)}-{_layers_label(layers)}{suffix}"
 
 
 def law_variant_name(base_name: str, law: str, n_ref: int, exponent: float = 0.5, tau_min: float = 0.5) -> str:
@@ -527,6 +643,7 @@ def load_encoder(
     device: str = "cpu",
     max_seq_length: int | None = None,
     revision: str | None = None,
+    scale_position_bias: bool = True,
 ) -> Any:
     """A SentenceTransformer for config model ``name`` with TempScale applied (tau = 1: plain).
 
@@ -535,7 +652,8 @@ def load_encoder(
     cache entry raises HubEntryMissingError naming the model, revision and `snakemake stage`).
 
     The variant is recorded in ``model.model_card_data.model_name`` (what mteb keys results on)
-    and in ``model.tempscale`` (a dict: base, tau, layers, taus per layer).
+    and in ``model.tempscale`` (a dict: base, tau, layers, taus per layer, position_bias:
+    'none', 'scaled' or 'unscaled', see :func:`apply_tempscale`).
     """
     from sentence_transformers import SentenceTransformer
 
@@ -549,13 +667,14 @@ def load_encoder(
             raise ValueError(f"max_seq_length {max_seq_length} exceeds the model's {limit} positions")
         model.max_seq_length = int(max_seq_length)
     model.eval()
-    handle = apply_tempscale(model, tau, layers)
-    model.model_card_data.model_name = variant_name(name, tau, layers)
+    handle = apply_tempscale(model, tau, layers, scale_position_bias=scale_position_bias)
+    model.model_card_data.model_name = variant_name(name, tau, layers, scale_position_bias)
     model.tempscale = {
         "base": canonical_model_name(name),
         "tau": float(tau) if _is_scalar(tau) else list(tau.items()) if isinstance(tau, Mapping) else list(tau),
         "layers": layers if isinstance(layers, str) else list(layers),
         "taus": dict(handle.taus),
+        "position_bias": handle.position_bias,
     }
     return model
 
