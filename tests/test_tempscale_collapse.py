@@ -179,3 +179,29 @@ def test_smoke_collapse_figure(smoke_run):
         path = stem.with_suffix(suffix)
         assert path.stat().st_size > 5_000
         assert read_provenance(path)["scale"] == "smoke"
+
+
+def test_length_change_of_nested_windows_is_paired_over_documents() -> None:
+    """Two window bins holding the same 6 documents' embeddings: their cosine change is exactly
+    0 in every resample (paired); the natural bins, different texts, get no length change."""
+    import numpy as np
+    import torch
+
+    from tsdcls.tempscale.collapse import CollapseText, bootstrap_plan, similarity_rows
+
+    texts = [CollapseText("window", "wikipedia", f"d{d}", label, 10, "x") for label in ("8-64", "256-512")
+             for d in range(6)]
+    texts += [CollapseText("natural", "wikipedia", f"p{d}", label, 10, "x") for label in ("8-64", "256-512")
+              for d in range(5)]
+    generator = torch.Generator().manual_seed(0)
+    docs = torch.randn(6, 8, generator=generator)
+    embeddings = torch.cat([docs, docs, torch.randn(10, 8, generator=generator)])
+    plan = bootstrap_plan(texts, 200, seed=0)
+    assert np.array_equal(plan[("window", "8-64")], plan[("window", "256-512")])
+    assert not np.array_equal(plan[("natural", "8-64")], plan[("natural", "256-512")])
+    rows = {(r["kind"], r["bin"]): r for r in similarity_rows("m", 1.0, texts, embeddings, plan, 0.95)}
+    longest = rows[("window", "256-512")]
+    assert longest["length_change"] == 0.0
+    assert longest["length_change_ci_low"] == longest["length_change_ci_high"] == 0.0
+    assert longest["mean_pairwise_cosine_ci_high"] > longest["mean_pairwise_cosine_ci_low"]  # each bin alone varies
+    assert np.isnan(rows[("natural", "256-512")]["length_change"])

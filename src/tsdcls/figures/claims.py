@@ -184,9 +184,13 @@ def collapse_length_trend(data: Mapping[str, Any], args: Mapping[str, Any], rng:
     first_model = rows["model"].iloc[0]
     rows = rows[rows["model"] == first_model]
     last, first = rows.iloc[-1], rows.iloc[0]
-    low, high, note = _interval_difference(last, first)
+    if "length_change_ci_low" in last.index and pd.notna(last["length_change_ci_low"]):
+        low, high = float(last["length_change_ci_low"]), float(last["length_change_ci_high"])
+        note, n = "paired bootstrap over the documents (nested windows: one per bin of each document)", int(last["n_texts"])
+    else:
+        (low, high, note), n = _interval_difference(last, first), int(last["n_texts"] + first["n_texts"])
     return Estimate(float(last["mean_pairwise_cosine"] - first["mean_pairwise_cosine"]), low, high,
-                    int(last["n_texts"] + first["n_texts"]), "cosine",
+                    n, "cosine",
                     f"{first_model} {pooling or 'encoder'}, {first['bin']} vs {last['bin']} tokens; {note}")
 
 

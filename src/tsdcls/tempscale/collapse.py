@@ -296,12 +296,34 @@ def text_groups(texts: Sequence[CollapseText]) -> dict[tuple[str, str], list[int
     return {key: members for key, members in groups.items() if len(members) >= 2}
 
 
+NESTED = "window"  # the kind whose bins hold one window of the same documents each (paired across bins)
+
+
 def bootstrap_plan(texts: Sequence[CollapseText], draws: int, seed: int) -> dict[tuple[str, str], np.ndarray]:
-    """One set of resampled text indices per (kind, bin), shared by every tau and pooling (paired)."""
+    """One set of resampled text indices per (kind, bin), shared by every tau and pooling (paired).
+    The nested windows' bins share one resample of their documents, so a change across bins is
+    paired too (row i of every window bin is document i)."""
+    groups = text_groups(texts)
+    sizes = {len(m) for (kind, _), m in groups.items() if kind == NESTED}
+    shared = bootstrap_indices(sizes.pop(), draws, derive_seed(seed, "collapse-bootstrap", NESTED)) if len(sizes) == 1 else None
     return {
-        (kind, label): bootstrap_indices(len(members), draws, derive_seed(seed, "collapse-bootstrap", kind, label))
-        for (kind, label), members in text_groups(texts).items()
+        (kind, label): shared if kind == NESTED and shared is not None
+        else bootstrap_indices(len(members), draws, derive_seed(seed, "collapse-bootstrap", kind, label))
+        for (kind, label), members in groups.items()
     }
+
+
+def add_length_change(rows: list[dict[str, Any]], replicates: list[np.ndarray], level: float) -> None:
+    """In place: ``length_change`` = cosine of the bin minus the shortest bin's, for the nested
+    windows, with a paired CI (the same resampled documents in both bins); NaN for other kinds."""
+    windows = [i for i, row in enumerate(rows) if row["kind"] == NESTED]
+    shortest = min(windows, key=lambda i: rows[i]["bin_lo"], default=None)
+    for i, row in enumerate(rows):
+        if shortest is None or row["kind"] != NESTED or len(replicates[i]) != len(replicates[shortest]):
+            row.update(length_change=math.nan, length_change_ci_low=math.nan, length_change_ci_high=math.nan)
+            continue
+        change = row["mean_pairwise_cosine"] - rows[shortest]["mean_pairwise_cosine"]
+        row.update(_ci("length_change", change, replicates[i] - replicates[shortest], level))
 
 
 def _ci(prefix: str, estimate: float, replicates: np.ndarray, level: float) -> dict[str, float]:
@@ -315,7 +337,7 @@ def similarity_rows(
 ) -> list[dict[str, Any]]:
     """One row per (kind, bin): how collapsed the bin's embeddings are, with bootstrap CIs over
     texts; ``reference`` (the tau = 1 embeddings) adds the paired change TempScale makes."""
-    rows = []
+    rows, all_replicates = [], []
     for (kind, label), members in text_groups(texts).items():
         emb = embeddings[members]
         index = plan[(kind, label)]
@@ -334,6 +356,8 @@ def similarity_rows(
             change = replicates - pairwise_cosine_replicates(base, index)
             row.update(_ci("cosine_change_vs_tau1", cosine - mean_pairwise_cosine(base), change, level))
         rows.append(row)
+        all_replicates.append(replicates)
+    add_length_change(rows, all_replicates, level)
     return rows
 
 
@@ -343,7 +367,8 @@ def control_rows(
 ) -> list[dict[str, Any]]:
     """Per (kind, bin, pooling): mean pairwise cosine with its CI, and the collapse ratio
     encoder / pooling (tau = 1) with a paired CI (the same resampled texts for both)."""
-    rows = []
+    rows: dict[str, list[dict[str, Any]]] = {}
+    replicates_of: dict[str, list[np.ndarray]] = {}
     for (kind, label), members in text_groups(texts).items():
         index = plan[(kind, label)]
         encoder_cosine = mean_pairwise_cosine(encoder[members])
@@ -353,13 +378,16 @@ def control_rows(
             cosine, replicates = mean_pairwise_cosine(emb[members]), pairwise_cosine_replicates(emb[members], index)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio_reps = encoder_reps / replicates
-            rows.append({
+            rows.setdefault(pooling, []).append({
                 "model": model_name, "kind": kind, "bin": label, "bin_lo": lo, "bin_hi": hi, "pooling": pooling,
                 "n_texts": len(members), "mean_tokens": float(np.mean([texts[i].n_tokens for i in members])),
                 **_ci("mean_pairwise_cosine", cosine, replicates, level),
                 **_ci("collapse_ratio", encoder_cosine / cosine if cosine else math.nan, ratio_reps, level),
             })
-    return rows
+            replicates_of.setdefault(pooling, []).append(replicates)
+    for pooling, pooling_rows in rows.items():
+        add_length_change(pooling_rows, replicates_of[pooling], level)
+    return [row for pooling_rows in rows.values() for row in pooling_rows]
 
 
 @torch.no_grad()
