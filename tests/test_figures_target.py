@@ -178,9 +178,15 @@ def test_results_md_carries_the_ledger_theory_checks_and_task_power(tmp_path: Pa
     pd.DataFrame([{"model": "minilm", "task": "Passkey", "split": "test_256", "length": 256, "variant": "tau1-all",
                    "n_items": 40, "score": 0.5, "mde_split": 0.123, "tau_mode": "fixed", "fix": "",
                    "delta_vs_tau1": 0.0, "significant": False}]).to_csv(results / "tempscale" / "ablation.csv")
+    pd.DataFrame([{"model": "minilm", "variant": "law-log-all", "prompt_type": p, "n_rows": n, "tokens_mean": t,
+                   "tokens_max": t + 2, "tau_mean": tau, "tau_min": tau} for p, n, t, tau in
+                  (("query", 10, 12, 1.0), ("document", 30, 200, 0.8), ("document", 10, 400, 0.6))]
+                 ).to_csv(results / "tempscale" / "law_taus.csv")
     path = tmp_path / "results.md"
     gallery.write_results_md(path, "# Paper vs reproduced\n", results)
     text = path.read_text()
     assert "## Claims ledger" in text and "| x | **supported** |" in text and "# Claims ledger" not in text.replace("## Claims", "")
     assert "| hc_inequality | holds | 0.25 |" in text and "| closed_form_bound | **fails** | -0.5 |" in text
     assert "| minilm | Passkey | test_256 | 40 | 50.0 | 12.3 |" in text
+    assert "| minilm | law-log-all | query | 10 | 12 (max 14) | 1.000 (min 1.000) |" in text
+    assert "| minilm | law-log-all | document | 40 | 250 (max 402) | 0.750 (min 0.600) |" in text  # row-weighted

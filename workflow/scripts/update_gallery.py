@@ -160,6 +160,26 @@ def task_power_section(results: Path) -> list[str]:
             *rows, ""]
 
 
+def law_tau_section(results: Path) -> list[str]:
+    """What each temperature law gave queries and documents: row-weighted token and tau means."""
+    path = results / "tempscale" / "law_taus.csv"
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path, comment="#")
+    if frame.empty:
+        return []
+    frame = frame.assign(tokens=frame["tokens_mean"] * frame["n_rows"], taus=frame["tau_mean"] * frame["n_rows"])
+    grouped = frame.groupby(["model", "variant", "prompt_type"], sort=True).agg(
+        n_rows=("n_rows", "sum"), tokens=("tokens", "sum"), taus=("taus", "sum"),
+        tokens_max=("tokens_max", "max"), tau_min=("tau_min", "min")).reset_index()
+    rows = [f"| {r.model} | {r.variant} | {r.prompt_type} | {int(r.n_rows)} | {r.tokens / r.n_rows:.0f} "
+            f"(max {int(r.tokens_max)}) | {r.taus / r.n_rows:.3f} (min {r.tau_min:.3f}) |" for r in grouped.itertuples()]
+    return ["## Temperature laws: the τ queries and documents got", "",
+            "From `results/tempscale/law_taus.csv` (every encoded row of every task split, by mteb's prompt type).", "",
+            "| Model | Variant | Prompt type | Rows | Tokens, mean | τ, mean |", "| --- | --- | --- | --- | --- | --- |",
+            *rows, ""]
+
+
 def _without_provenance(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("<!-- provenance")]
 
@@ -170,7 +190,7 @@ def write_results_md(path: Path, table: str, results: Path) -> None:
             "Written by `workflow/scripts/update_gallery.py` from a finished run; never edited by hand.", "",
             *(f"- {line}" for line in headlines(results)), "",
             *generated_section(results / "claims.md", "Claims ledger"), table, "",
-            *theory_section(results), *task_power_section(results),
+            *theory_section(results), *task_power_section(results), *law_tau_section(results),
             *generated_section(results / "tables" / "dcls_ablation.md", "DCLS ablation"), *fixes_section(results)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
