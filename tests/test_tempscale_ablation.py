@@ -269,3 +269,5 @@ def test_split_mde_is_the_sweeps_median_half_width_times_the_power_factor() -> N
     z = stats.norm.ppf(0.975)
     expected = (z + stats.norm.ppf(0.8)) / z * 0.10  # median of 0.05 and 0.15
     assert split_mde(frame, 0.05) == pytest.approx([expected] * len(rows))
+    unchanged = frame.assign(delta_ci_low=0.0, delta_ci_high=0.0)
+    assert all(math.isnan(v) for v in split_mde(unchanged, 0.05))  # zero-width CIs: undefined, not 0

@@ -152,7 +152,8 @@ def task_power_section(results: Path) -> list[str]:
     base = frame[frame["variant"] == "tau1-all"].sort_values(["model", "task", "length", "split"])
     scale = 100.0 if base["score"].abs().max() <= 1.0 else 1.0
     rows = [f"| {r.model} | {r.task} | {r.split} | {int(r.n_items)} | {scale * r.score:.1f} | "
-            f"{'' if pd.isna(r.mde_split) else f'{scale * r.mde_split:.1f}'} |" for r in base.itertuples()]
+            f"{'n/a (no item changed in the sweep)' if pd.isna(r.mde_split) else f'{scale * r.mde_split:.1f}'} |"
+            for r in base.itertuples()]
     return ["## TempScale task sizes and their minimal detectable effect", "",
             "From `results/tempscale/ablation.csv`: MDE = the paired change (pp) each split detects with 80% "
             "power at the run's alpha, read off the fixed-τ sweep's CIs (median).", "",

@@ -48,8 +48,11 @@ def accuracy_figure(ablation: pd.DataFrame, robustness: pd.DataFrame, provenance
     table = _ordered(ablation)
     families = list(dict.fromkeys(table["family"]))
     has_robust = not robustness.empty and robustness["severity"].notna().any()
-    fig, axes = new_figure(ncols=len(families) + (1 if has_robust else 0), width=3.6, height=3.0)
-    for ax, family in zip(axes[0], families, strict=False):
+    paired = "delta_ci_low" in table and table["delta_ci_low"].notna().any()
+    fig, axes = new_figure(ncols=len(families) * (2 if paired else 1) + (1 if has_robust else 0), width=3.6, height=3.0)
+    panels = iter(axes[0])
+    for family in families:
+        ax = next(panels)
         rows = table[table["family"] == family]
         x = np.arange(len(rows))
         for xi, row in zip(x, rows.itertuples(), strict=True):
@@ -61,10 +64,11 @@ def accuracy_figure(ablation: pd.DataFrame, robustness: pd.DataFrame, provenance
         ax.set_ylim(0.0, min(100.0, high + pad))  # from 0: small seed differences are not magnified
         ax.set_xticks(x, [_cell_label(r) for r in rows.itertuples()], rotation=45, ha="right", fontsize=6)
         seeds = int(rows["n_seeds"].min())
-        label_axes(ax, x="conv variant", y=("top-1 accuracy", "%"),
-                   title=f"({chr(97 + families.index(family))}) {family}, {seeds} seed(s)")
+        label_axes(ax, x="conv variant", y=("top-1 accuracy", "%"), title=f"{family}, {seeds} seed(s)")
+        if paired:
+            _paired_panel(next(panels), rows, family)
     if has_robust:
-        ax = axes[0][len(families)]
+        ax = next(panels)
         grouped = (robustness.dropna(subset=["severity"])
                    .groupby(["family", "variant", "kernel_count", "dks", "severity"])["top1"].mean().reset_index())
         series = list(grouped.groupby(["family", "variant", "kernel_count", "dks"]))
@@ -79,9 +83,30 @@ def accuracy_figure(ablation: pd.DataFrame, robustness: pd.DataFrame, provenance
             ax.plot(part["severity"], part["top1"], label=f"{family}: {name}", **style)
         ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         label_axes(ax, x=("corruption severity", None), y=("top-1 accuracy", "%"),
-                   title=f"({chr(97 + len(families))}) corrupted val (mean of types)")
+                   title="corrupted val (mean of types)")
+    import matplotlib as mpl
+
+    loc = mpl.rcParams["axes.titlelocation"]
+    for index, ax in enumerate(axes[0]):
+        ax.set_title(f"({chr(97 + index)}) {ax.get_title(loc=loc)}", loc=loc)
     finish(fig, provenance)
     return fig
+
+
+def _paired_panel(ax: Any, rows: pd.DataFrame, family: str) -> None:
+    """Top-1 minus dense of the same seed per cell: mean and 95% t-interval (ablation.csv)."""
+    cells = rows[rows["variant"] != "dense"].reset_index(drop=True)
+    for xi, row in enumerate(cells.itertuples()):
+        style = series_style(row.variant)
+        low, high = row.delta_ci_low, row.delta_ci_high
+        if pd.notna(low):
+            ax.plot([xi, xi], [low, high], color=style["color"], linewidth=2, label="_ci")
+        ax.plot([xi], [row.delta_vs_dense], "o", color=style["color"], label="_mean")
+    ax.axhline(0.0, color="#333333", linewidth=0.8)
+    ax.set_xticks(range(len(cells)), [_cell_label(r) for r in cells.itertuples()], rotation=45, ha="right", fontsize=6)
+    seeds = int(cells["n_pairs"].min()) if len(cells) else 0
+    label_axes(ax, x="conv variant", y=("top-1 minus dense", "pp"),
+               title=f"{family}: paired vs dense, 95% CI ({seeds} seeds)")
 
 
 def run_accuracy_figure(job: Job) -> None:

@@ -281,7 +281,7 @@ def split_mde(frame: Any, alpha: float, power: float = 0.8) -> Any:
     """Minimal detectable change of each task split (score units): (z_{1-a/2} + z_power) x the
     paired SE, the SE read off each fixed-tau sweep row's CI and the median taken over the sweep
     (one design figure per split, not one per variant: a variant identical to tau = 1 has a
-    zero-width CI)."""
+    zero-width CI); NaN where every sweep CI has zero width (no item changed under any tau)."""
     from scipy import stats
 
     z = float(stats.norm.ppf(1 - alpha / 2))
@@ -291,6 +291,7 @@ def split_mde(frame: Any, alpha: float, power: float = 0.8) -> Any:
                   & (frame["fix"].astype(str).isin(["", "nan"])) & (bias != "unscaled")]
     half = factor * (sweep["delta_ci_high"] - sweep["delta_ci_low"]) / 2
     per_split = half.groupby([sweep[k] for k in SPLIT_KEYS]).median()
+    per_split = per_split.where(per_split > 0)  # no item changed under any sweep tau: MDE undefined
     keys = list(zip(*(frame[k] for k in SPLIT_KEYS), strict=True))
     return [float(per_split.get(key, float("nan"))) for key in keys]
 
