@@ -30,7 +30,7 @@ GALLERY = {
     "tempscale_passkey_needle": "Passkey / needle retrieval vs length, τ = 1 vs TempScale.",
     "tempscale_tau_sweep": "Score of every local task across the τ sweep.",
     "tempscale_fixes": "TempScale vs temperature laws vs post-hoc fixes: collapse per length and every task's change.",
-    "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds).",
+    "dcls_accuracy": "Top-1 of dense, dilated and DCLS variants (mean ± std over seeds) and each one minus dense, paired by seed, with its 95% CI.",
     "dcls_kernels": "Learned DCLS kernel positions after training.",
     "claims_forest": "Every tested claim: estimate, 95% CI and the verdict of its fixed rule.",
 }
