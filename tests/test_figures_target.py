@@ -11,6 +11,7 @@ import csv
 import io
 import re
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -91,16 +92,22 @@ def test_style_colours_are_stable_and_baselines_grey() -> None:
     assert style.color_for("some new variant") in style.PALETTE
 
 
-def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
+def _load_gallery() -> types.ModuleType:
+    """workflow/scripts/update_gallery.py as a module (a script, not part of the package)."""
     import importlib.util
-
-    from tsdcls.common.io import save_figure, write_table
 
     spec = importlib.util.spec_from_file_location(
         "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
     )
     gallery = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gallery)
+    return gallery
+
+
+def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
+    from tsdcls.common.io import save_figure, write_table
+
+    gallery = _load_gallery()
     figures = tmp_path / "results" / "figures"
     for stem, scale in (("theory_attenuation", "embedded"), ("dcls_accuracy", "smoke")):
         fig, axes = style.new_figure()
@@ -119,15 +126,9 @@ def test_update_gallery_copies_only_full_scale_figures(tmp_path: Path) -> None:
 
 
 def test_update_gallery_writes_readme_block_with_the_table(tmp_path: Path) -> None:
-    import importlib.util
-
     from tsdcls.common.io import save_figure, write_table
 
-    spec = importlib.util.spec_from_file_location(
-        "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
-    )
-    gallery = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gallery)
+    gallery = _load_gallery()
     results = tmp_path / "results"
     fig, axes = style.new_figure()
     style.label_axes(axes[0, 0], x=("n", "tokens"), y=("gain", None))
@@ -155,18 +156,13 @@ def test_update_gallery_writes_readme_block_with_the_table(tmp_path: Path) -> No
 
 
 def test_results_md_carries_the_ledger_theory_checks_and_task_power(tmp_path: Path) -> None:
-    import importlib.util
     import json
 
     import pandas as pd
 
     from tsdcls.common.io import write_table
 
-    spec = importlib.util.spec_from_file_location(
-        "update_gallery", Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "update_gallery.py"
-    )
-    gallery = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gallery)
+    gallery = _load_gallery()
     results = tmp_path / "results"
     write_table(results / "claims.md", "# Claims ledger (scale: embedded)\n\n| Claim | Verdict |\n| --- | --- |\n"
                 "| x | **supported** |\n", {"scale": "embedded"})
