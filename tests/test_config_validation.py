@@ -152,3 +152,15 @@ def test_measured_alpha_law_without_the_theory_stage_fails_before_any_job(workdi
     assert "'tempscale.ablation.tau_laws.laws' has 'power-measured'" in output and "theory.enabled is false" in output
     code, output = _dry_run_with(workdir, {"theory": {"enabled": False}}, "theory-off")  # the smoke laws need no theory
     assert code == 0, output[-2000:]
+
+
+def test_measured_alpha_law_needs_every_ablation_models_alpha(workdir: Path) -> None:
+    """One model's alpha is never applied to another: an ablation model the theory stage does not
+    measure stops the run at parse time, naming the key that adds it."""
+    laws = {"tau_laws": {"laws": ["power-measured"]}}
+    overlay = {"tempscale": {"ablation": {"models": ["minilm", "mpnet"], **laws}}}
+    code, output = _dry_run_with(workdir, overlay, "alpha-missing")
+    assert code != 0 and "theory.real_attention.alpha_models" in output and "['mpnet']" in output
+    overlay["theory"] = {"real_attention": {"alpha_models": ["mpnet"]}}
+    code, output = _dry_run_with(workdir, overlay, "alpha-measured")
+    assert code == 0, output[-2000:]

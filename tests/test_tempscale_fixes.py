@@ -148,9 +148,15 @@ def test_law_exponent_and_measured_alpha(tmp_path: Path) -> None:
     import pandas as pd
 
     path = tmp_path / "tau_law.csv"
-    write_csv(path, pd.DataFrame([{"layer": "all", "quantity": "alpha", "estimate": 0.0752},
-                                  {"layer": "0", "quantity": "alpha", "estimate": 0.2}]), {"stage": "theory"})
-    assert measured_alpha(path) == pytest.approx(0.0752)
-    write_csv(path, pd.DataFrame([{"layer": "0", "quantity": "alpha", "estimate": 0.2}]), {"stage": "theory"})
+    write_csv(path, pd.DataFrame([{"model": "minilm", "layer": "all", "quantity": "alpha", "estimate": 0.0752},
+                                  {"model": "minilm", "layer": "0", "quantity": "alpha", "estimate": 0.2},
+                                  {"model": "mpnet", "layer": "all", "quantity": "alpha", "estimate": 0.31}]),
+              {"stage": "theory"})
+    assert measured_alpha(path, "minilm") == pytest.approx(0.0752)
+    assert measured_alpha(path, "mpnet") == pytest.approx(0.31)  # each model its own alpha
+    with pytest.raises(ConfigError, match="alpha_models"):
+        measured_alpha(path, "bge")
+    write_csv(path, pd.DataFrame([{"model": "minilm", "layer": "0", "quantity": "alpha", "estimate": 0.2}]),
+              {"stage": "theory"})
     with pytest.raises(ConfigError, match="pooled alpha"):
-        measured_alpha(path)
+        measured_alpha(path, "minilm")

@@ -134,3 +134,42 @@ def test_real_settings_errors_name_the_key() -> None:
     missing.pop("bootstrap_draws")
     with pytest.raises(ConfigError, match="theory.real_attention.bootstrap_draws"):
         RealSettings.from_config(missing)
+
+
+def _tiny_encoder(folder: Path, kind: str) -> str:
+    """A randomly initialised 2-layer BERT or MPNet with the offline model's real tokenizer."""
+    import shutil
+
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
+
+    from tsdcls.common.assets import model_path
+
+    source = Path(model_path("minilm" if kind == "bert" else "mpnet"))
+    folder.mkdir(parents=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).exists():
+            shutil.copy(source / name, folder / name)
+    torch.manual_seed(0)
+    size = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    if kind == "bert":
+        model = BertModel(BertConfig(vocab_size=30522, max_position_embeddings=512, **size))
+    else:
+        model = MPNetModel(MPNetConfig(vocab_size=30527, max_position_embeddings=514, **size))
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def test_alpha_is_measured_per_model_including_mpnet(tmp_path: Path) -> None:
+    import types
+
+    from tsdcls.theory.real_attention import alpha_of_other_models
+
+    bert, mpnet = _tiny_encoder(tmp_path / "bert", "bert"), _tiny_encoder(tmp_path / "mpnet", "mpnet")
+    settings = RealSettings.from_config({**DEFAULTS, "model": bert, "lengths": [8, 16, 32], "n_ref": 16,
+                                         "texts_per_length": 2, "taus": [1.0, 0.8], "restore_tau_points": 5,
+                                         "bootstrap_draws": 20, "alpha_models": [bert, mpnet]})
+    laws = alpha_of_other_models(settings, types.SimpleNamespace(threads=1, device="cpu", seed=0))
+    assert len(laws) == 1  # the main model is not measured twice
+    law = laws[0]
+    assert set(law["model"]) == {mpnet} and set(law["quantity"]) == {"alpha"}
+    assert set(law["layer"].astype(str)) == {"all", "0", "1"}

@@ -299,10 +299,19 @@ def tempscale_fixes_shown() -> bool:
 
 
 def tempscale_law_problems() -> list[str]:
-    """'power-measured' reads alpha from the theory stage: it must be on."""
-    if enabled("tempscale") and not enabled("theory") and any(v.needs_measured_alpha for v in tempscale_variant_map().values()):
+    """'power-measured' reads each model's alpha from the theory stage: it must be on and measure
+    every ablation model."""
+    if not enabled("tempscale") or not any(v.needs_measured_alpha for v in tempscale_variant_map().values()):
+        return []
+    if not enabled("theory"):
         return ["config key 'tempscale.ablation.tau_laws.laws' has 'power-measured', whose alpha the theory stage "
                 "measures (results/theory/tau_law.csv), but theory.enabled is false: enable it or drop the law"]
+    real = config["theory"]["real_attention"]
+    measured = {str(real["model"]), *map(str, real.get("alpha_models", []))}
+    missing = [str(m) for m in config["tempscale"]["ablation"]["models"] if str(m) not in measured]
+    if missing:
+        return [f"config key 'tempscale.ablation.tau_laws.laws' has 'power-measured' but the theory stage measures no "
+                f"alpha for {missing}: add them to 'theory.real_attention.alpha_models' or drop the law"]
     return []
 
 

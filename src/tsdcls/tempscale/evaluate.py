@@ -416,14 +416,16 @@ def _task_rows(task: Any, outcome: TaskOutcome, common: Mapping[str, Any], score
                     )  # fmt: skip
 
 
-def measured_alpha(path: str | Path) -> float:
-    """alpha of tau(n) = (n_ref/n)^alpha pooled over layers, from the theory stage's tau_law.csv."""
+def measured_alpha(path: str | Path, model: str) -> float:
+    """``model``'s alpha of tau(n) = (n_ref/n)^alpha pooled over layers, from the theory stage's
+    tau_law.csv (one model's alpha is never applied to another)."""
     from tsdcls.common.io import read_csv
 
     law = read_csv(path)
-    row = law[(law["layer"].astype(str) == "all") & (law["quantity"] == "alpha")]
+    row = law[(law["layer"].astype(str) == "all") & (law["quantity"] == "alpha") & (law["model"].astype(str) == model)]
     if row.empty:
-        raise ConfigError(f"{path}: no pooled alpha row (layer 'all', quantity 'alpha'); rerun the theory stage")
+        raise ConfigError(f"{path}: no pooled alpha of model {model!r} (has {sorted(set(law['model'].astype(str)))}); "
+                          "add it to config key 'theory.real_attention.alpha_models' or drop 'power-measured'")
     return float(row["estimate"].iloc[0])
 
 
@@ -442,7 +444,7 @@ def run_evaluation(job: Any) -> None:
     allow_network = not is_offline()  # the CLI sets the hub's offline switches unless --allow-network
     hub = job.config["tasks"].get("hub", {})
     check_hub_access(hub.get("tasks", []), allow_network, hub.get("benchmarks", []))  # before any model load
-    alpha = measured_alpha(job.input("tau_law")) if variant.needs_measured_alpha else None
+    alpha = measured_alpha(job.input("tau_law"), slugs[model_slug]) if variant.needs_measured_alpha else None
     scores, per_item, row_taus = evaluate_variant(
         slugs[model_slug], variant, job.config, job.seed, job.device, cache_dir, allow_network, alpha
     )

@@ -101,10 +101,11 @@ def run_fix_collapse(job: Any) -> None:
     variants = [job_variant({"variant": spec}) for spec in job.config["variants"]]
     if not variants or not variants[0].is_baseline:
         raise ConfigError("tempscale-fix-collapse: the variants must start with the tau = 1 baseline")
-    alpha = measured_alpha(job.input("tau_law")) if any(v.needs_measured_alpha for v in variants) else None
-    rows = []
+    measured = any(v.needs_measured_alpha for v in variants)
+    rows, alphas = [], {}
     for model_name in job.config["ablation"]["models"]:
+        alpha = alphas[model_name] = measured_alpha(job.input("tau_law"), model_name) if measured else None
         rows += analyse(model_name, variants, job.config, job.seed, job.device, alpha)
     prov = job.prov(scale=job.config.get("scale", "unknown"), variants=[v.slug for v in variants],
-                    **({"alpha": alpha} if alpha else {}))
+                    **({"alpha": alphas} if measured else {}))
     write_csv(job.output("collapse"), pd.DataFrame(rows), prov)

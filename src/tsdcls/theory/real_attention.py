@@ -9,6 +9,7 @@ cause in later layers' inputs is not propagated (docs/theory.md).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,12 @@ class RealSettings:
     restore_tau_points: int
     bootstrap_draws: int
     ci_level: float
+    alpha_models: tuple[str, ...] = ()  # more encoders whose alpha of tau(n) is measured (tau_law.csv only)
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> RealSettings:
         reject_unknown_keys(section, cls.__dataclass_fields__, "theory.real_attention")
+        section = {**section, "alpha_models": tuple(section.get("alpha_models", ()))}
         missing = sorted(set(cls.__dataclass_fields__) - set(section))
         if missing:
             raise ConfigError(f"config key 'theory.real_attention.{missing[0]}' is missing (defaults: config.yaml)")
@@ -201,7 +204,8 @@ def probe_text(
 
 def _value_heads(model: Any, layer: int, hidden: torch.Tensor, heads: int) -> torch.Tensor:
     """The value vectors V_h (heads x n x d_head) that layer's attention mixes."""
-    projection = model.encoder.layer[layer].attention.self.value
+    attention = model.encoder.layer[layer].attention
+    projection = attention.self.value if hasattr(attention, "self") else attention.attn.v  # BERT / MPNet
     with torch.no_grad():
         values = projection(hidden)
     return values.reshape(hidden.shape[0], heads, -1).transpose(0, 1).to(torch.float64)
@@ -260,6 +264,20 @@ def real_checks(frame: pd.DataFrame) -> list[Check]:
     )]
 
 
+def alpha_of_other_models(settings: RealSettings, job: Job) -> list[pd.DataFrame]:
+    """The tau-law rows (alpha per layer and pooled) of every 'alpha_models' encoder, measured on
+    the same texts and lengths: the length law 'power-measured' uses each model's own alpha."""
+    from tsdcls.theory import real_summary
+
+    laws = []
+    for name in dict.fromkeys(m for m in settings.alpha_models if m != settings.model):
+        other = dataclasses.replace(settings, model=name)
+        with blas_threads(job.threads):
+            frame, curves = measure(other, job.device)
+        laws.append(real_summary.summarize(frame, curves, other, job.seed)["tau_law"])
+    return laws
+
+
 def run_real_attention(job: Job) -> None:
     """Verb `theory-real-attention`: per-text gains, bootstrap summaries, slopes, tau law, checks."""
     from tsdcls.theory import real_summary
@@ -270,6 +288,7 @@ def run_real_attention(job: Job) -> None:
     provenance = job.prov(scale=job.config.get("scale"), model=settings.model, wiki_dump=settings.wiki_dump,
                           bootstrap_draws=settings.bootstrap_draws, ci_level=settings.ci_level)
     tables = real_summary.summarize(frame, curves, settings, job.seed)
+    tables["tau_law"] = pd.concat([tables["tau_law"], *alpha_of_other_models(settings, job)], ignore_index=True)
     write_csv(job.output("gains"), frame, provenance)
     for name, table in tables.items():
         if name in job.outputs:
