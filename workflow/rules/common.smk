@@ -89,6 +89,17 @@ def job_config(stage: str, *keys: str, seed: str = "config"):
     return config_for_job
 
 
+def theory_real_config(wildcards) -> str:
+    """theory.real_attention plus the pinned revisions of its hub encoders (tempscale.model_revisions):
+    the alpha of every alpha_models entry is measured on that revision."""
+    section = json.loads(job_config("theory", "real_attention")(wildcards))
+    real = config["theory"]["real_attention"]
+    revisions = config.get("tempscale", {}).get("model_revisions", {}) or {}
+    names = [real["model"], *real.get("alpha_models", [])]
+    section["model_revisions"] = {name: revisions[name] for name in names if name in revisions}
+    return json.dumps(section, sort_keys=True)
+
+
 def copy_config_key(source: dict, target: dict, parts: list[str]) -> None:
     """target[a][b][c] = source[a][b][c] for parts a.b.c (absent optional keys are skipped)."""
     node = source

@@ -34,7 +34,7 @@ rule theory_real_attention:
         tau_law="results/theory/tau_law.csv",
         checks="results/theory/real_attention_checks.json",
     params:
-        config=job_config("theory", "real_attention"),
+        config=theory_real_config,
         io=job_io,
     log:
         log_path("theory_real_attention"),

@@ -217,10 +217,10 @@ def _realized_gain(attn: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return mixed / torch.linalg.matrix_norm(hc_component(values))
 
 
-def load_encoder(name: str, device: str) -> tuple[Any, Any]:
+def load_encoder(name: str, device: str, revision: str | None = None) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
-    path = model_path(name)
+    path = model_path(name, revision)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path, attn_implementation="eager").to(device).eval()
     if not hasattr(model, "encoder") or not hasattr(model.encoder, "layer"):
@@ -228,9 +228,10 @@ def load_encoder(name: str, device: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
-def measure(settings: RealSettings, device: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Rows per (text, n, layer, tau) and typical-gain curves indexed [text, n, layer, grid tau]."""
-    model, tokenizer = load_encoder(settings.model, device)
+def measure(settings: RealSettings, device: str, revision: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows per (text, n, layer, tau) and typical-gain curves indexed [text, n, layer, grid tau]
+    (a hub id is read at its pinned ``revision``)."""
+    model, tokenizer = load_encoder(settings.model, device, revision)
     limit = int(getattr(model.config, "max_position_embeddings", 512))
     if max(settings.lengths) > limit:
         raise ConfigError(f"config key 'theory.real_attention.lengths': {max(settings.lengths)} > model limit {limit}")
@@ -264,7 +265,7 @@ def real_checks(frame: pd.DataFrame) -> list[Check]:
     )]
 
 
-def alpha_of_other_models(settings: RealSettings, job: Job) -> list[pd.DataFrame]:
+def alpha_of_other_models(settings: RealSettings, job: Job, revisions: dict[str, str] | None = None) -> list[pd.DataFrame]:
     """The tau-law rows (alpha per layer and pooled) of every 'alpha_models' encoder, measured on
     the same texts and lengths: the length law 'power-measured' uses each model's own alpha."""
     from tsdcls.theory import real_summary
@@ -273,7 +274,7 @@ def alpha_of_other_models(settings: RealSettings, job: Job) -> list[pd.DataFrame
     for name in dict.fromkeys(m for m in settings.alpha_models if m != settings.model):
         other = dataclasses.replace(settings, model=name)
         with blas_threads(job.threads):
-            frame, curves = measure(other, job.device)
+            frame, curves = measure(other, job.device, (revisions or {}).get(name))
         laws.append(real_summary.summarize(frame, curves, other, job.seed)["tau_law"])
     return laws
 
@@ -283,12 +284,13 @@ def run_real_attention(job: Job) -> None:
     from tsdcls.theory import real_summary
 
     settings = RealSettings.from_config(dict(require(job.config, "real_attention")))
+    revisions = dict(job.config.get("model_revisions", {}))  # hub encoders' pins (tempscale.model_revisions)
     with blas_threads(job.threads):
-        frame, curves = measure(settings, job.device)
+        frame, curves = measure(settings, job.device, revisions.get(settings.model))
     provenance = job.prov(scale=job.config.get("scale"), model=settings.model, wiki_dump=settings.wiki_dump,
                           bootstrap_draws=settings.bootstrap_draws, ci_level=settings.ci_level)
     tables = real_summary.summarize(frame, curves, settings, job.seed)
-    tables["tau_law"] = pd.concat([tables["tau_law"], *alpha_of_other_models(settings, job)], ignore_index=True)
+    tables["tau_law"] = pd.concat([tables["tau_law"], *alpha_of_other_models(settings, job, revisions)], ignore_index=True)
     write_csv(job.output("gains"), frame, provenance)
     for name, table in tables.items():
         if name in job.outputs:
