@@ -90,3 +90,15 @@ def test_errors_are_clear() -> None:
         paired_t_interval([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="level"):
         paired_t_interval([1.0, 2.0], [0.0, 1.0], level=95)
+
+
+def test_interval_mde_is_z_plus_z_power_standard_errors() -> None:
+    from scipy import stats as sp
+
+    from tsdcls.common.stats import interval_mde
+
+    z = sp.norm.ppf(0.975)
+    assert interval_mde(-z, z) == pytest.approx(z + sp.norm.ppf(0.8))  # SE = 1
+    assert interval_mde(0.0, 2 * sp.norm.ppf(0.95), level=0.9, power=0.5) == pytest.approx(sp.norm.ppf(0.95))
+    both = interval_mde(np.array([-z, 0.0]), np.array([z, math.inf]))
+    assert both[0] == pytest.approx(z + sp.norm.ppf(0.8)) and math.isnan(both[1])

@@ -205,3 +205,6 @@ def test_length_change_of_nested_windows_is_paired_over_documents() -> None:
     assert longest["length_change_ci_low"] == longest["length_change_ci_high"] == 0.0
     assert longest["mean_pairwise_cosine_ci_high"] > longest["mean_pairwise_cosine_ci_low"]  # each bin alone varies
     assert np.isnan(rows[("natural", "256-512")]["length_change"])
+    unpaired = {**plan, ("window", "256-512"): plan[("window", "256-512")].copy()}  # same draws, not one plan
+    rows = {(r["kind"], r["bin"]): r for r in similarity_rows("m", 1.0, texts, embeddings, unpaired, 0.95)}
+    assert np.isnan(rows[("window", "256-512")]["length_change"])  # never called paired unless it is

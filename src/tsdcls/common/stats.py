@@ -11,6 +11,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -132,6 +133,21 @@ def paired_mde(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8, 
     while paired_t_power(upper, sd_diff, n, alpha) < power:
         upper *= 2.0
     return float(optimize.brentq(lambda e: paired_t_power(e, sd_diff, n, alpha) - power, 0.0, upper, xtol=1e-12 * upper))
+
+
+def interval_mde(low: Any, high: Any, level: float = 0.95, power: float = 0.8) -> Any:
+    """Minimal detectable effect of a roughly normal estimate from its two-sided ``level`` CI:
+    (z_{(1+level)/2} + z_power) x SE with SE = half-width / z_{(1+level)/2} (arrays elementwise;
+    NaN where a bound is not finite)."""
+    from scipy import stats
+
+    _check_level(level)
+    _check_level(power)
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    half = (np.asarray(high, dtype=float) - np.asarray(low, dtype=float)) / 2
+    with np.errstate(invalid="ignore"):
+        mde = np.where(np.isfinite(half), (z + float(stats.norm.ppf(power))) * half / z, np.nan)
+    return float(mde) if mde.ndim == 0 else mde
 
 
 def loglog_slopes(lengths: Sequence[float], values: np.ndarray) -> np.ndarray:

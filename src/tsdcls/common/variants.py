@@ -17,3 +17,5 @@ OFFLINE_MODEL_ALIASES: tuple[str, ...] = (
 # their transformers model_type, and the model types whose attention adds a relative position bias
 OFFLINE_MODEL_TYPES: dict[str, str] = {name: ("mpnet" if "mpnet" in name else "bert") for name in OFFLINE_MODEL_ALIASES}
 POSITION_BIAS_MODEL_TYPES: tuple[str, ...] = ("mpnet", "t5", "mt5", "umt5")
+# slugs and mteb model names of the variants that leave the relative position bias unscaled
+BIAS_UNSCALED_SUFFIX = "-biasunscaled"

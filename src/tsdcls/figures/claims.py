@@ -22,7 +22,7 @@ import yaml
 
 from tsdcls.common.config import ConfigError
 from tsdcls.common.io import read_csv, read_json, save_figure, write_csv, write_table
-from tsdcls.common.stats import paired_mde
+from tsdcls.common.stats import interval_mde, paired_mde
 
 DRAWS = 2000
 LEVEL = 0.95
@@ -41,16 +41,6 @@ class Estimate:
     unit: str
     note: str = ""
     mde: float = math.nan  # minimal detectable effect of the design (two-sided, LEVEL, POWER)
-
-
-def interval_mde(low: float, high: float) -> float:
-    """MDE of a roughly normal estimate from its CI: (z_{1-a/2} + z_power) x SE, SE = half-width / z."""
-    from scipy import stats
-
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return math.nan
-    z = float(stats.norm.ppf(0.5 + LEVEL / 2))
-    return (z + float(stats.norm.ppf(POWER))) * (high - low) / (2 * z)
 
 
 class NotTested(Exception):
@@ -334,7 +324,7 @@ def evaluate_claims(ledger: Mapping[str, Any], data: dict[str, Any], scale: str,
         row.update(rule=rule_text(claim["rule"]), scale=scale)
         try:
             est = MEASURES[claim["measure"]](data, claim.get("args", {}), rng)
-            mde = est.mde if math.isfinite(est.mde) else interval_mde(est.low, est.high)
+            mde = est.mde if math.isfinite(est.mde) else interval_mde(est.low, est.high, LEVEL, POWER)
             row.update(estimate=est.value, ci_low=est.low, ci_high=est.high, mde=mde, n=est.n, unit=est.unit,
                        verdict=verdict(claim["rule"], est), note=est.note)
         except NotTested as why:

@@ -22,6 +22,7 @@ import yaml
 from tsdcls.common.config import ConfigError
 from tsdcls.common.io import read_csv, write_table, write_text
 from tsdcls.common.schema import schema_problems
+from tsdcls.common.variants import BIAS_UNSCALED_SUFFIX
 from tsdcls.figures.tables import html_page, latex_escape, to_html, to_latex, to_markdown
 
 NOT_RUN = "not run"
@@ -446,7 +447,7 @@ def tempscale_variants_only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     if frame is None:
         return frame
     if "variant" in frame.columns:
-        frame = frame[~frame["variant"].astype(str).str.endswith("-biasunscaled")]
+        frame = frame[~frame["variant"].astype(str).str.endswith(BIAS_UNSCALED_SUFFIX)]
     if "fix" not in frame.columns:
         return frame
     return frame[frame["fix"].astype(object).fillna("").astype(str) == ""]

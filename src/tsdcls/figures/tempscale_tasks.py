@@ -20,6 +20,7 @@ from typing import Any
 
 from tsdcls.common.config import ConfigError
 from tsdcls.common.io import read_csv, save_figure
+from tsdcls.common.variants import BIAS_UNSCALED_SUFFIX
 
 BASELINE = "tau1-all"
 SHORT_TASK = {
@@ -41,7 +42,7 @@ def _load(job: Any) -> Any:
     return frame
 
 
-BIAS_SUFFIX = "-biasunscaled"  # slug suffix of the position-bias ablation (tempscale.ablation)
+BIAS_SUFFIX = BIAS_UNSCALED_SUFFIX  # slug suffix of the position-bias ablation (tempscale.ablation)
 
 
 def temperature_rows(frame: Any) -> Any:

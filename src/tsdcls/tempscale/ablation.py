@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tsdcls.common.config import ConfigError, require
+from tsdcls.common.variants import BIAS_UNSCALED_SUFFIX as BIAS_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ FIXES = ("mean_center", "whiten", "length_center")  # post-hoc embedding fixes (
 _LAYERS = "(all|first_half|last_half)"
 LAW_PATTERN = r"power[0-9.]+|power-measured|log"  # names in tempscale.ablation.tau_laws.laws
 BIAS_UNSCALED = "unscaled"  # Variant.bias of the position-bias ablation ('' = the patch's default, B / tau)
-BIAS_SUFFIX = "-biasunscaled"  # its slug suffix (= patch.BIAS_UNSCALED_SUFFIX, kept import-free here)
 SLUG_PATTERN = (rf"(?:(?:{'|'.join(FIXES)})-)?tau[0-9.]+-{_LAYERS}|law-(?:{LAW_PATTERN})-{_LAYERS}"
                 rf"|tau[0-9.]+-all{BIAS_SUFFIX}")
 MEASURED = "power-measured"  # the exponent alpha measured by the theory stage (tau_law.csv)
@@ -282,15 +282,15 @@ def split_mde(frame: Any, alpha: float, power: float = 0.8) -> Any:
     paired SE, the SE read off each fixed-tau sweep row's CI and the median taken over the sweep
     (one design figure per split, not one per variant: a variant identical to tau = 1 has a
     zero-width CI); NaN where every sweep CI has zero width (no item changed under any tau)."""
-    from scipy import stats
+    import pandas as pd
 
-    z = float(stats.norm.ppf(1 - alpha / 2))
-    factor = (z + float(stats.norm.ppf(power))) / z
+    from tsdcls.common.stats import interval_mde
+
     bias = frame["position_bias"].astype(str) if "position_bias" in frame else ""
     sweep = frame[(frame["variant"] != BASELINE_SLUG) & (frame["tau_mode"] == "fixed")
-                  & (frame["fix"].astype(str).isin(["", "nan"])) & (bias != "unscaled")]
-    half = factor * (sweep["delta_ci_high"] - sweep["delta_ci_low"]) / 2
-    per_split = half.groupby([sweep[k] for k in SPLIT_KEYS]).median()
+                  & (frame["fix"].astype(str).isin(["", "nan"])) & (bias != BIAS_UNSCALED)]
+    mde = pd.Series(interval_mde(sweep["delta_ci_low"], sweep["delta_ci_high"], 1 - alpha, power), index=sweep.index)
+    per_split = mde.groupby([sweep[k] for k in SPLIT_KEYS]).median()
     per_split = per_split.where(per_split > 0)  # no item changed under any sweep tau: MDE undefined
     keys = list(zip(*(frame[k] for k in SPLIT_KEYS), strict=True))
     return [float(per_split.get(key, float("nan"))) for key in keys]

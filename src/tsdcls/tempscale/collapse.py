@@ -313,13 +313,15 @@ def bootstrap_plan(texts: Sequence[CollapseText], draws: int, seed: int) -> dict
     }
 
 
-def add_length_change(rows: list[dict[str, Any]], replicates: list[np.ndarray], level: float) -> None:
+def add_length_change(rows: list[dict[str, Any]], replicates: list[np.ndarray], indices: list[np.ndarray],
+                      level: float) -> None:
     """In place: ``length_change`` = cosine of the bin minus the shortest bin's, for the nested
-    windows, with a paired CI (the same resampled documents in both bins); NaN for other kinds."""
+    windows, with a paired CI; NaN for other kinds and wherever the two bins were not resampled
+    with the same documents (``indices``: each row's resample plan)."""
     windows = [i for i, row in enumerate(rows) if row["kind"] == NESTED]
     shortest = min(windows, key=lambda i: rows[i]["bin_lo"], default=None)
     for i, row in enumerate(rows):
-        if shortest is None or row["kind"] != NESTED or len(replicates[i]) != len(replicates[shortest]):
+        if shortest is None or row["kind"] != NESTED or indices[i] is not indices[shortest]:
             row.update(length_change=math.nan, length_change_ci_low=math.nan, length_change_ci_high=math.nan)
             continue
         change = row["mean_pairwise_cosine"] - rows[shortest]["mean_pairwise_cosine"]
@@ -337,7 +339,7 @@ def similarity_rows(
 ) -> list[dict[str, Any]]:
     """One row per (kind, bin): how collapsed the bin's embeddings are, with bootstrap CIs over
     texts; ``reference`` (the tau = 1 embeddings) adds the paired change TempScale makes."""
-    rows, all_replicates = [], []
+    rows, all_replicates, all_indices = [], [], []
     for (kind, label), members in text_groups(texts).items():
         emb = embeddings[members]
         index = plan[(kind, label)]
@@ -357,7 +359,8 @@ def similarity_rows(
             row.update(_ci("cosine_change_vs_tau1", cosine - mean_pairwise_cosine(base), change, level))
         rows.append(row)
         all_replicates.append(replicates)
-    add_length_change(rows, all_replicates, level)
+        all_indices.append(index)
+    add_length_change(rows, all_replicates, all_indices, level)
     return rows
 
 
@@ -369,6 +372,7 @@ def control_rows(
     encoder / pooling (tau = 1) with a paired CI (the same resampled texts for both)."""
     rows: dict[str, list[dict[str, Any]]] = {}
     replicates_of: dict[str, list[np.ndarray]] = {}
+    indices_of: dict[str, list[np.ndarray]] = {}
     for (kind, label), members in text_groups(texts).items():
         index = plan[(kind, label)]
         encoder_cosine = mean_pairwise_cosine(encoder[members])
@@ -385,8 +389,9 @@ def control_rows(
                 **_ci("collapse_ratio", encoder_cosine / cosine if cosine else math.nan, ratio_reps, level),
             })
             replicates_of.setdefault(pooling, []).append(replicates)
+            indices_of.setdefault(pooling, []).append(index)
     for pooling, pooling_rows in rows.items():
-        add_length_change(pooling_rows, replicates_of[pooling], level)
+        add_length_change(pooling_rows, replicates_of[pooling], indices_of[pooling], level)
     return [row for pooling_rows in rows.values() for row in pooling_rows]
 
 

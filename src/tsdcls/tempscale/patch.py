@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from tsdcls.common.lowpass import TAU_LAWS, tau_for_law
+from tsdcls.common.variants import BIAS_UNSCALED_SUFFIX
 
 LayerSpec = str | Sequence[int]
 TauSpec = float | Sequence[float] | Mapping[int, float]
@@ -106,12 +107,7 @@ class RowTauSummary:
     tau_max: float = -math.inf
 
     def add(self, tokens: int, tau: float) -> None:
-        self.tokens_min = tokens if self.n_rows == 0 else min(self.tokens_min, tokens)
-        self.tokens_max = max(self.tokens_max, tokens)
-        self.tau_min, self.tau_max = min(self.tau_min, tau), max(self.tau_max, tau)
-        self.n_rows += 1
-        self.tokens_sum += tokens
-        self.tau_sum += tau
+        self.merge(RowTauSummary(1, tokens, tokens, tokens, tau, tau, tau))
 
     def merge(self, other: RowTauSummary) -> None:
         if not other.n_rows:
@@ -527,11 +523,10 @@ def _patch_layer(module: nn.Module, layout: _Layout, inv_tau: float | None, rows
             return output * _factor(inv_tau, rows, output)
 
         undo.append(query.register_forward_hook(scale_query).remove)
-    if not scale_bias:
-        pass  # the bias B enters the logits as it is: softmax(QK^T/(tau sqrt d) + B + mask)
-    elif layout.position_bias == "mpnet":
+    # without scale_bias the bias B enters the logits as it is: softmax(QK^T/(tau sqrt d) + B + mask)
+    if scale_bias and layout.position_bias == "mpnet":
         undo.extend(_patch_mpnet_bias(module, inv_tau, rows))
-    elif layout.position_bias == "t5":
+    elif scale_bias and layout.position_bias == "t5":
         undo.extend(_patch_t5_bias(module, inv_tau, rows))
 
     def restore() -> None:
@@ -613,9 +608,6 @@ def _tau_label(tau: TauSpec) -> str:
     if _is_scalar(tau):
         return f"tau{float(tau):g}"
     return "tau" + "_".join(f"{float(v):g}" for v in tau)
-
-
-BIAS_UNSCALED_SUFFIX = "-biasunscaled"  # names and slugs of variants that leave the position bias unscaled
 
 
 def variant_name(base_name: str, tau: TauSpec = 1.0, layers: LayerSpec = "all", scale_position_bias: bool = True) -> str:
