@@ -89,14 +89,18 @@ def job_config(stage: str, *keys: str, seed: str = "config"):
     return config_for_job
 
 
+def theory_alpha_models() -> list[str]:
+    """Every encoder whose alpha the theory stage measures: its model, then theory.real_attention.alpha_models."""
+    real = config["theory"]["real_attention"]
+    return list(dict.fromkeys(map(str, [real["model"], *real.get("alpha_models", [])])))
+
+
 def theory_real_config(wildcards) -> str:
     """theory.real_attention plus the pinned revisions of its hub encoders (tempscale.model_revisions):
     the alpha of every alpha_models entry is measured on that revision."""
     section = json.loads(job_config("theory", "real_attention")(wildcards))
-    real = config["theory"]["real_attention"]
     revisions = config.get("tempscale", {}).get("model_revisions", {}) or {}
-    names = [real["model"], *real.get("alpha_models", [])]
-    section["model_revisions"] = {name: revisions[name] for name in names if name in revisions}
+    section["model_revisions"] = {name: revisions[name] for name in theory_alpha_models() if name in revisions}
     return json.dumps(section, sort_keys=True)
 
 
@@ -317,8 +321,7 @@ def tempscale_law_problems() -> list[str]:
     if not enabled("theory"):
         return ["config key 'tempscale.ablation.tau_laws.laws' has 'power-measured', whose alpha the theory stage "
                 "measures (results/theory/tau_law.csv), but theory.enabled is false: enable it or drop the law"]
-    real = config["theory"]["real_attention"]
-    measured = {str(real["model"]), *map(str, real.get("alpha_models", []))}
+    measured = theory_alpha_models()
     missing = [str(m) for m in config["tempscale"]["ablation"]["models"] if str(m) not in measured]
     if missing:
         return [f"config key 'tempscale.ablation.tau_laws.laws' has 'power-measured' but the theory stage measures no "
